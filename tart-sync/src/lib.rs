@@ -1,0 +1,1 @@
+//! tart-sync library
