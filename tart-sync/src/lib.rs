@@ -1,1 +1,20 @@
-//! tart-sync library
+//! tart-sync: keeps Caddy's reverse_proxy routes equal to headscale's online
+//! nodes, live, through Caddy's admin API.
+//!
+//! Where each concern lives:
+//! - [`config`]: settings from the TOML file and `TART_SYNC_*` environment.
+//! - [`headscale`]: headscale's API (every generation) and its node model.
+//! - [`desired`]: the pure function nodes + settings + time → routes.
+//! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
+//! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
+//! - [`controller`]: the loop, error policy with backoff, shutdown; the
+//!   shared [`controller::Context`] read by the status server.
+//! - [`status`]: the status page, JSON, metrics and health endpoints.
+
+pub mod config;
+pub mod controller;
+pub mod desired;
+pub mod headscale;
+pub mod layout;
+pub mod reconcile;
+pub mod status;

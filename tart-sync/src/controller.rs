@@ -1,0 +1,389 @@
+//! The control loop: poll headscale, compute the desired routes, reconcile
+//! every Caddy independently; the error policy (backoff that resets on
+//! success); graceful shutdown; and the [`Context`] shared with the status server.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::desired::{self, Desired};
+use crate::headscale::{HeadscaleClient, HeadscaleError};
+use crate::reconcile::{Instance, Outcome, SyncError};
+
+/// Longest wait between two headscale polls while it fails (shorter for short
+/// poll intervals: at most twelve intervals).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+fn max_backoff(interval: Duration) -> Duration {
+    (interval * 12).min(MAX_BACKOFF).max(interval)
+}
+
+/// headscale as tart-sync last saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HeadscaleStatus {
+    /// The last poll succeeded.
+    pub reachable: bool,
+    /// When a poll last succeeded.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success: Option<OffsetDateTime>,
+    /// The last error, if the last poll failed.
+    pub last_error: Option<String>,
+    /// Nodes in headscale's last answer (before filters).
+    pub nodes_seen: usize,
+}
+
+/// One Caddy as tart-sync last saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaddyStatus {
+    /// The admin address.
+    pub address: String,
+    /// The last reconcile reached it.
+    pub reachable: bool,
+    /// When it last matched the desired state.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_sync: Option<OffsetDateTime>,
+    /// The last error, if the last reconcile failed.
+    pub last_error: Option<String>,
+    /// What the last reconcile did: `unchanged`, `installed`, `updated`, `held`, `error`.
+    pub last_outcome: String,
+    /// Routes it carries.
+    pub routes: usize,
+    /// Whether it supports WebSockets across reloads (`stream_close_delay`), once known.
+    pub stream_close_delay: Option<bool>,
+}
+
+/// Everything the status server shows; written only by the loop.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncState {
+    /// headscale.
+    pub headscale: HeadscaleStatus,
+    /// The last desired state computed from a successful poll.
+    pub desired: Option<Desired>,
+    /// One entry per configured admin address, in config order.
+    pub caddies: Vec<CaddyStatus>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsData {
+    /// Reconcile cycles run, per Caddy.
+    pub cycles: u64,
+    /// Total seconds spent in reconcile cycles.
+    pub cycle_seconds_sum: f64,
+    /// Config writes sent to Caddy (installs and updates).
+    pub caddy_writes: u64,
+    /// Errors by kind (`headscale_auth`, `headscale_timeout`, `caddy_unreachable`, ...).
+    pub errors: BTreeMap<String, u64>,
+    /// headscale polls done.
+    pub headscale_polls: u64,
+    /// Total seconds spent polling headscale.
+    pub headscale_poll_seconds_sum: f64,
+    /// Duration of the last headscale poll.
+    pub headscale_poll_seconds_last: f64,
+    /// Unix time of the last successful sync, per Caddy address.
+    pub last_sync_unix: BTreeMap<String, f64>,
+}
+
+/// State shared by the loop and the status server: settings, status, metrics.
+#[derive(Debug)]
+pub struct Context {
+    /// The settings.
+    pub settings: Settings,
+    /// What the status server shows.
+    pub state: RwLock<SyncState>,
+    /// Counters.
+    pub metrics: Mutex<MetricsData>,
+    /// When the process started.
+    pub started: OffsetDateTime,
+}
+
+impl Context {
+    /// A fresh context.
+    pub fn new(settings: Settings) -> Arc<Context> {
+        let caddies = settings
+            .caddy
+            .admin
+            .iter()
+            .map(|a| CaddyStatus { address: a.clone(), last_outcome: "pending".into(), ..Default::default() })
+            .collect();
+        Arc::new(Context {
+            settings,
+            state: RwLock::new(SyncState { caddies, ..Default::default() }),
+            metrics: Mutex::new(MetricsData::default()),
+            started: OffsetDateTime::now_utc(),
+        })
+    }
+
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> SyncState {
+        self.state.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn with_state(&self, f: impl FnOnce(&mut SyncState)) {
+        let mut guard = self.state.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+
+    fn with_metrics(&self, f: impl FnOnce(&mut MetricsData)) {
+        let mut guard = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard);
+    }
+
+    fn count_error(&self, kind: &str) {
+        self.with_metrics(|m| *m.errors.entry(kind.to_string()).or_default() += 1);
+    }
+
+    /// True when every Caddy synced successfully within `window`.
+    pub fn ready(&self, window: Duration) -> bool {
+        let now = OffsetDateTime::now_utc();
+        let state = self.snapshot();
+        !state.caddies.is_empty()
+            && state.caddies.iter().all(|c| c.last_error.is_none() && c.last_sync.is_some_and(|t| now - t <= window))
+    }
+}
+
+/// The error policy for headscale: exponential backoff from the poll interval
+/// up to twelve intervals or [`MAX_BACKOFF`], whichever is shorter, reset by a
+/// success; an authentication failure waits the longest straight away.
+#[derive(Debug)]
+pub struct ErrorPolicy {
+    interval: Duration,
+    backoff: Option<backon::ExponentialBackoff>,
+    /// When headscale may be polled next.
+    pub next_poll: Instant,
+}
+
+impl ErrorPolicy {
+    /// A policy for this poll interval.
+    pub fn new(interval: Duration) -> ErrorPolicy {
+        ErrorPolicy { interval, backoff: None, next_poll: Instant::now() }
+    }
+
+    /// A poll succeeded: back to the normal interval.
+    pub fn success(&mut self, now: Instant) {
+        self.backoff = None;
+        self.next_poll = now + self.interval;
+    }
+
+    /// A poll failed: how long until the next one.
+    pub fn failure(&mut self, err: &HeadscaleError, now: Instant) -> Duration {
+        let max = max_backoff(self.interval);
+        let delay = if err.is_auth() {
+            max
+        } else {
+            let interval = self.interval;
+            let backoff = self.backoff.get_or_insert_with(|| {
+                ExponentialBuilder::default()
+                    .with_min_delay(interval)
+                    .with_max_delay(max)
+                    .with_factor(2.0)
+                    .without_max_times()
+                    .build()
+            });
+            backoff.next().unwrap_or(max)
+        };
+        self.next_poll = now + delay;
+        delay
+    }
+}
+
+/// Polls headscale once and computes the desired state.
+pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Desired, HeadscaleError> {
+    let started = Instant::now();
+    let result = hs.list_nodes(ctx.settings.headscale.user.as_deref()).await;
+    let took = started.elapsed().as_secs_f64();
+    ctx.with_metrics(|m| {
+        m.headscale_polls += 1;
+        m.headscale_poll_seconds_sum += took;
+        m.headscale_poll_seconds_last = took;
+    });
+    let nodes = result?;
+    let desired = desired::compute(&nodes, &ctx.settings.headscale, &ctx.settings.routes, OffsetDateTime::now_utc());
+    ctx.with_state(|s| {
+        s.headscale = HeadscaleStatus {
+            reachable: true,
+            last_success: Some(OffsetDateTime::now_utc()),
+            last_error: None,
+            nodes_seen: nodes.len(),
+        };
+        s.desired = Some(desired.clone());
+    });
+    Ok(desired)
+}
+
+fn headscale_failed(ctx: &Context, err: &HeadscaleError, retry_in: Duration) {
+    let kind = if err.is_auth() { "headscale_auth" } else { "headscale" };
+    ctx.count_error(kind);
+    let first = ctx.snapshot().headscale.last_error.is_none();
+    if err.is_auth() {
+        tracing::error!(error = %err, retry_in = ?retry_in, "headscale authentication failed; keeping the last applied routes");
+    } else if first {
+        tracing::warn!(error = %err, retry_in = ?retry_in, "headscale poll failed; keeping the last applied routes");
+    } else {
+        tracing::debug!(error = %err, retry_in = ?retry_in, "headscale poll failed again");
+    }
+    ctx.with_state(|s| {
+        s.headscale.reachable = false;
+        s.headscale.last_error = Some(err.to_string());
+    });
+}
+
+/// Reconciles one Caddy and records the result in the context. Returns true when
+/// Caddy matches the desired state afterwards.
+pub async fn sync_instance(ctx: &Context, idx: usize, inst: &mut Instance, desired: &Desired, allow_mass_removal: bool) -> bool {
+    let started = Instant::now();
+    let targets = desired.targets();
+    let result = inst.reconcile(&targets, &ctx.settings.routes, allow_mass_removal).await;
+    let took = started.elapsed().as_secs_f64();
+    let now = OffsetDateTime::now_utc();
+    let address = inst.address.clone();
+    let was_failing = ctx.snapshot().caddies.get(idx).is_some_and(|c| c.last_error.is_some());
+    let (outcome_name, ok, wrote) = match &result {
+        Ok(Outcome::Unchanged) => ("unchanged", true, false),
+        Ok(Outcome::Installed { path, routes }) => {
+            tracing::info!(caddy = %address, at = %path, routes, "installed the tart-sync route");
+            ("installed", true, true)
+        }
+        Ok(Outcome::Updated(d)) => {
+            tracing::info!(caddy = %address, added = ?d.added, removed = ?d.removed, changed = ?d.changed, "routes updated");
+            ("updated", true, true)
+        }
+        Ok(Outcome::Held { unrouted, proxied, remaining }) => {
+            tracing::warn!(caddy = %address, unrouted, proxied, remaining = ?remaining,
+                "holding back a change that would stop more than half of the routes at once (headscale restart?); applying it if it persists");
+            ("held", false, false)
+        }
+        Err(e) => {
+            ctx.count_error(&format!("caddy_{}", e.kind()));
+            if was_failing {
+                tracing::debug!(caddy = %address, error = %e, "Caddy sync failed again");
+            } else {
+                tracing::warn!(caddy = %address, error = %e, "Caddy sync failed; retrying every interval");
+            }
+            ("error", false, false)
+        }
+    };
+    if ok && was_failing {
+        tracing::info!(caddy = %address, "Caddy sync recovered");
+    }
+    ctx.with_metrics(|m| {
+        m.cycles += 1;
+        m.cycle_seconds_sum += took;
+        if wrote {
+            m.caddy_writes += 1;
+        }
+        if ok {
+            m.last_sync_unix.insert(address.clone(), now.unix_timestamp_nanos() as f64 / 1e9);
+        }
+    });
+    ctx.with_state(|s| {
+        if let Some(c) = s.caddies.get_mut(idx) {
+            c.reachable = !matches!(&result, Err(e) if e.kind() == "unreachable");
+            c.last_outcome = outcome_name.to_string();
+            c.stream_close_delay = inst.features.map(|f| f.stream_close_delay);
+            match &result {
+                Ok(Outcome::Held { .. }) => {
+                    c.last_error = Some("a mass removal is being held back".into());
+                }
+                Ok(_) => {
+                    c.last_error = None;
+                    c.last_sync = Some(now);
+                    c.routes = targets.len();
+                }
+                Err(e) => c.last_error = Some(e.to_string()),
+            }
+        }
+    });
+    ok
+}
+
+/// Builds one [`Instance`] per configured admin address.
+pub fn instances(settings: &Settings) -> Result<Vec<Instance>, SyncError> {
+    settings.caddy.admin.iter().map(|a| Instance::new(a).map_err(SyncError::from)).collect()
+}
+
+/// Runs the daemon until `shutdown` turns true: the headscale poller publishes
+/// each new desired state; one task per Caddy reconciles on every change and
+/// every interval (to notice a restarted Caddy), independently of the others.
+/// A write in flight is finished before the loop exits; routes stay in place.
+pub async fn run(ctx: Arc<Context>, hs: HeadscaleClient, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
+    let interval = ctx.settings.headscale.poll_interval;
+    let (tx, rx) = watch::channel::<Option<Arc<Desired>>>(None);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
+        let ctx = ctx.clone();
+        let mut rx = rx.clone();
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                let current = rx.borrow_and_update().clone();
+                if let Some(desired) = current {
+                    sync_instance(&ctx, idx, &mut inst, &desired, false).await;
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+
+    let mut policy = ErrorPolicy::new(interval);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= policy.next_poll {
+            match poll(&ctx, &hs).await {
+                Ok(desired) => {
+                    policy.success(Instant::now());
+                    let changed = tx.borrow().as_deref() != Some(&desired);
+                    if changed {
+                        tx.send_replace(Some(Arc::new(desired)));
+                    }
+                }
+                Err(e) => {
+                    let delay = policy.failure(&e, Instant::now());
+                    headscale_failed(&ctx, &e, delay);
+                }
+            }
+        }
+        let wait = policy.next_poll.saturating_duration_since(Instant::now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    drop(tx);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped; routes left in place");
+    Ok(())
+}
+
+/// One pass for `tart-sync once`: poll, reconcile every Caddy. True when all match.
+pub async fn once(ctx: &Context, hs: &HeadscaleClient, allow_mass_removal: bool) -> Result<bool, HeadscaleError> {
+    let desired = poll(ctx, hs).await?;
+    let mut all = true;
+    let mut insts = match instances(&ctx.settings) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "bad Caddy admin address");
+            return Ok(false);
+        }
+    };
+    for (idx, inst) in insts.iter_mut().enumerate() {
+        all &= sync_instance(ctx, idx, inst, &desired, allow_mass_removal).await;
+    }
+    Ok(all)
+}

@@ -1,0 +1,202 @@
+//! The pure part: headscale's nodes + settings + the time → which TARTs get
+//! which route. No I/O; tested alone.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::{HeadscaleSettings, RouteSettings, UpstreamKind};
+use crate::headscale::{is_valid_dns_label, Node};
+
+/// What a routed node's URL does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Online: proxied.
+    Online,
+    /// Offline for less than `offline_grace`: still proxied.
+    Grace,
+    /// Offline longer than `offline_grace` (or from the start): a 503 page.
+    Offline,
+}
+
+impl NodeState {
+    /// `online`, `grace` or `offline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Grace => "grace",
+            NodeState::Offline => "offline",
+        }
+    }
+
+    /// True when requests are proxied to the node.
+    pub fn is_proxied(self) -> bool {
+        !matches!(self, NodeState::Offline)
+    }
+}
+
+/// One TART that has a URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// The URL name: the node's `givenName`.
+    pub name: String,
+    /// headscale's node id.
+    pub node_id: u64,
+    /// The owning user.
+    pub user: String,
+    /// The dial address (`100.64.0.1:80`, `[fd7a::1]:80` or `name.suffix:80`).
+    pub upstream: String,
+    /// Online, in grace, or offline.
+    pub state: NodeState,
+    /// Since when it is offline (headscale's `lastSeen`), when it is.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub offline_since: Option<OffsetDateTime>,
+    /// When the grace ends, for a node in grace.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub grace_until: Option<OffsetDateTime>,
+}
+
+impl Entry {
+    /// The value Caddy's lookup table maps the name to: the dial address, or
+    /// [`OFFLINE`] for a node whose URL answers 503.
+    pub fn target(&self) -> &str {
+        if self.state.is_proxied() {
+            &self.upstream
+        } else {
+            OFFLINE
+        }
+    }
+}
+
+/// The lookup value of an offline TART (a dial address always has a `:`).
+pub const OFFLINE: &str = "offline";
+
+/// Why a node that passes the filters gets no URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// headscale's node id.
+    pub node_id: u64,
+    /// The node's host name.
+    pub name: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The desired state: every TART with a URL, sorted by name, and the nodes skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Desired {
+    /// TARTs with a URL, sorted by name (unique).
+    pub entries: Vec<Entry>,
+    /// Nodes that pass the filters but get no URL, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Desired {
+    /// name → lookup target, as the Caddy layout stores it.
+    pub fn targets(&self) -> BTreeMap<String, String> {
+        self.entries.iter().map(|e| (e.name.clone(), e.target().to_string())).collect()
+    }
+}
+
+/// True when the node passes `headscale.user` and `headscale.tags`.
+pub fn passes_filters(node: &Node, hs: &HeadscaleSettings) -> bool {
+    if let Some(user) = &hs.user {
+        if &node.user != user {
+            return false;
+        }
+    }
+    hs.tags.is_empty() || node.has_any_tag(&hs.tags)
+}
+
+/// The dial address of a node, or why there is none.
+fn upstream(node: &Node, routes: &RouteSettings) -> Result<String, String> {
+    let port = routes.upstream_port;
+    match routes.upstream {
+        UpstreamKind::Ip => match node.first_ip() {
+            Some(IpAddr::V4(ip)) => Ok(format!("{ip}:{port}")),
+            Some(IpAddr::V6(ip)) => Ok(format!("[{ip}]:{port}")),
+            None => Err("no IP address".into()),
+        },
+        UpstreamKind::MagicDns => match &routes.magicdns_suffix {
+            Some(suffix) if !suffix.is_empty() => Ok(format!("{}.{suffix}:{port}", node.given_name)),
+            _ => Err("routes.magicdns_suffix is not set".into()),
+        },
+    }
+}
+
+/// Computes the desired routes from headscale's nodes at time `now`.
+///
+/// A node gets a URL when it passes the filters, is not expired, has a valid
+/// DNS-label `givenName` and a usable address. Online → proxied; offline for
+/// less than `offline_grace` since its `lastSeen` (headscale's own record of
+/// the disconnect, so every tart-sync instance decides alike) → still
+/// proxied; offline longer → a 503 page. Two nodes with one name: the lower
+/// id wins.
+pub fn compute(nodes: &[Node], hs: &HeadscaleSettings, routes: &RouteSettings, now: OffsetDateTime) -> Desired {
+    let mut by_name: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let mut sorted: Vec<&Node> = nodes.iter().filter(|n| passes_filters(n, hs)).collect();
+    sorted.sort_by_key(|n| n.id);
+    for node in sorted {
+        let skip = |reason: String| Skipped { node_id: node.id, name: node.name.clone(), reason };
+        if node.is_expired(now) {
+            skipped.push(skip("expired".into()));
+            continue;
+        }
+        if !is_valid_dns_label(&node.given_name) {
+            skipped.push(skip(format!("givenName {:?} is not a DNS label", node.given_name)));
+            continue;
+        }
+        let upstream = match upstream(node, routes) {
+            Ok(u) => u,
+            Err(why) => {
+                skipped.push(skip(why));
+                continue;
+            }
+        };
+        if let Some(winner) = by_name.get(&node.given_name) {
+            skipped.push(skip(format!("name {:?} is taken by node {}", node.given_name, winner.node_id)));
+            continue;
+        }
+        let (state, offline_since, grace_until) = liveness(node, routes.offline_grace, now);
+        by_name.insert(
+            node.given_name.clone(),
+            Entry {
+                name: node.given_name.clone(),
+                node_id: node.id,
+                user: node.user.clone(),
+                upstream,
+                state,
+                offline_since,
+                grace_until,
+            },
+        );
+    }
+    Desired { entries: by_name.into_values().collect(), skipped }
+}
+
+fn liveness(node: &Node, grace: Duration, now: OffsetDateTime) -> (NodeState, Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    if node.online {
+        return (NodeState::Online, None, None);
+    }
+    let Some(since) = node.last_seen else {
+        return (NodeState::Offline, None, None);
+    };
+    // A lastSeen in the future (clock skew) counts as now.
+    let since = since.min(now);
+    let until = since + grace;
+    if grace > Duration::ZERO && now < until {
+        (NodeState::Grace, Some(since), Some(until))
+    } else {
+        (NodeState::Offline, Some(since), None)
+    }
+}
+
+/// When the next time-driven change (a grace ending) is due, if any.
+pub fn next_deadline(desired: &Desired) -> Option<OffsetDateTime> {
+    desired.entries.iter().filter_map(|e| e.grace_until).min()
+}

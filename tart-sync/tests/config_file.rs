@@ -1,0 +1,518 @@
+//! Settings from a TOML file and an environment map (never the process
+//! environment, which other tests share).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tart_sync::config::{ConfigError, RouteMode, Settings, UpstreamKind};
+
+const EXAMPLE: &str = include_str!("../../tart-sync.example.toml");
+const SECRET: &str = "hskey-api-Ab12Cd34Ef56-t0ps3cr3tt0ps3cr3t";
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+fn no_env() -> impl Fn(&str) -> Option<String> {
+    env_of(&[])
+}
+
+/// A fresh directory under the system temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tart-sync-config-test-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::from_sources(Some(text), &env_of(env), None)
+}
+
+const MINIMAL: &str = r#"
+[headscale]
+url = "https://headscale.example.org"
+api_key = "hskey-api-Ab12Cd34Ef56-t0ps3cr3tt0ps3cr3t"
+[routes]
+domain = "tart.example.org"
+"#;
+
+fn err_of(text: &str, env: &[(&str, &str)]) -> ConfigError {
+    match load(text, env) {
+        Ok(s) => panic!("expected an error, got {s:?}"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(!msg.contains(SECRET), "key leaked into {msg}");
+            assert!(!format!("{e:?}").contains(SECRET), "key leaked into {e:?}");
+            e
+        }
+    }
+}
+
+#[test]
+fn example_file_is_valid_with_env_api_key() {
+    let s = load(EXAMPLE, &[("TART_SYNC_HEADSCALE_API_KEY", SECRET)]).unwrap();
+    assert_eq!(s.headscale.url.as_str(), "https://headscale.example.org/");
+    assert_eq!(s.headscale.api_key.expose(), SECRET);
+    assert_eq!(s.headscale.api_key_file, None);
+    assert_eq!(s.headscale.poll_interval, Duration::from_secs(5));
+    assert_eq!(s.headscale.timeout, Duration::from_secs(10));
+    assert_eq!(s.headscale.user.as_deref(), Some("tarts"));
+    assert_eq!(s.headscale.tags, ["tag:tart"]);
+    assert_eq!(s.caddy.admin, ["localhost:2019"]);
+    assert_eq!(s.routes.domain, "tart.example.org");
+    assert_eq!(s.routes.mode, RouteMode::Path);
+    assert_eq!(s.routes.upstream, UpstreamKind::Ip);
+    assert_eq!(s.routes.upstream_port, 80);
+    assert_eq!(s.routes.magicdns_suffix, None);
+    assert_eq!(s.routes.offline_grace, Duration::from_secs(60));
+    assert_eq!(s.routes.id_prefix, "tart-sync");
+    assert_eq!(s.routes.stream_close_delay, Duration::from_secs(600));
+    assert_eq!(
+        s.status.listen,
+        "127.0.0.1:9180".parse::<SocketAddr>().unwrap()
+    );
+}
+
+#[test]
+fn example_file_is_valid_with_its_api_key_file() {
+    let dir = temp_dir("example");
+    let key_file = dir.join("headscale-api-key");
+    std::fs::write(&key_file, format!("  {SECRET}\n\n")).unwrap();
+    let text = EXAMPLE.replace("/run/secrets/headscale-api-key", key_file.to_str().unwrap());
+    assert_ne!(text, EXAMPLE);
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(s.headscale.api_key.expose(), SECRET, "content is trimmed");
+    assert_eq!(
+        s.headscale.api_key_file.as_deref(),
+        Some(key_file.as_path())
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn load_reads_a_file_from_disk() {
+    // The process environment is only read, never changed; skip if it
+    // holds settings that would interfere.
+    if std::env::vars().any(|(k, _)| k.starts_with("TART_SYNC_")) {
+        return;
+    }
+    let dir = temp_dir("load");
+    let path = dir.join("tart-sync.toml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let s = Settings::load(Some(&path)).unwrap();
+    assert_eq!(s.routes.domain, "tart.example.org");
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let err = Settings::load(Some(Path::new("/nonexistent/tart-sync.toml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::ReadFile { .. }), "{err:?}");
+    assert_eq!(err.setting(), "config file");
+    assert!(
+        err.to_string().contains("/nonexistent/tart-sync.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn defaults_of_a_minimal_file() {
+    let s = load(MINIMAL, &[]).unwrap();
+    assert_eq!(s.headscale.poll_interval, Duration::from_secs(5));
+    assert_eq!(s.headscale.timeout, Duration::from_secs(10));
+    assert_eq!(s.headscale.user, None);
+    assert!(s.headscale.tags.is_empty());
+    assert_eq!(s.caddy.admin, ["localhost:2019"]);
+    assert_eq!(s.routes.mode, RouteMode::Path);
+    assert_eq!(s.routes.upstream, UpstreamKind::Ip);
+    assert_eq!(s.routes.upstream_port, 80);
+    assert_eq!(s.routes.offline_grace, Duration::from_secs(60));
+    assert_eq!(s.routes.id_prefix, "tart-sync");
+    assert_eq!(s.routes.stream_close_delay, Duration::from_secs(600));
+    assert_eq!(s.status.listen.to_string(), "127.0.0.1:9180");
+}
+
+#[test]
+fn environment_alone_is_enough() {
+    let env = env_of(&[
+        ("TART_SYNC_HEADSCALE_URL", "http://10.0.0.5:8080"),
+        ("TART_SYNC_HEADSCALE_API_KEY", SECRET),
+        ("TART_SYNC_HEADSCALE_TAGS", "tag:tart, tag:telescope,,"),
+        ("TART_SYNC_HEADSCALE_POLL_INTERVAL", "1m30s"),
+        ("TART_SYNC_HEADSCALE_USER", "tarts"),
+        (
+            "TART_SYNC_CADDY_ADMIN",
+            "localhost:2019, unix//run/caddy/admin.sock,https://caddy.internal:2019",
+        ),
+        ("TART_SYNC_ROUTES_DOMAIN", "Tart.Example.org."),
+        ("TART_SYNC_ROUTES_MODE", "host"),
+        ("TART_SYNC_ROUTES_UPSTREAM", "magicdns"),
+        ("TART_SYNC_ROUTES_MAGICDNS_SUFFIX", ".tailnet.example.org"),
+        ("TART_SYNC_ROUTES_UPSTREAM_PORT", "8080"),
+        ("TART_SYNC_ROUTES_OFFLINE_GRACE", "0s"),
+        ("TART_SYNC_ROUTES_ID_PREFIX", "tart-sync-2"),
+        ("TART_SYNC_ROUTES_STREAM_CLOSE_DELAY", "5m"),
+        ("TART_SYNC_STATUS_LISTEN", "[::1]:9999"),
+    ]);
+    let s = Settings::from_sources(None, &env, None).unwrap();
+    assert_eq!(s.headscale.url.as_str(), "http://10.0.0.5:8080/");
+    assert_eq!(s.headscale.tags, ["tag:tart", "tag:telescope"]);
+    assert_eq!(s.headscale.poll_interval, Duration::from_secs(90));
+    assert_eq!(s.headscale.user.as_deref(), Some("tarts"));
+    assert_eq!(
+        s.caddy.admin,
+        [
+            "localhost:2019",
+            "unix//run/caddy/admin.sock",
+            "https://caddy.internal:2019"
+        ]
+    );
+    assert_eq!(s.routes.domain, "tart.example.org");
+    assert_eq!(s.routes.mode, RouteMode::Host);
+    assert_eq!(s.routes.upstream, UpstreamKind::MagicDns);
+    assert_eq!(
+        s.routes.magicdns_suffix.as_deref(),
+        Some("tailnet.example.org")
+    );
+    assert_eq!(s.routes.upstream_port, 8080);
+    assert_eq!(s.routes.offline_grace, Duration::ZERO);
+    assert_eq!(s.routes.id_prefix, "tart-sync-2");
+    assert_eq!(s.routes.stream_close_delay, Duration::from_secs(300));
+    assert_eq!(s.status.listen.to_string(), "[::1]:9999");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let s = load(
+        MINIMAL,
+        &[
+            ("TART_SYNC_ROUTES_DOMAIN", "other.example.org"),
+            ("TART_SYNC_HEADSCALE_URL", "https://hs2.example.org"),
+            ("TART_SYNC_HEADSCALE_TIMEOUT", "2s"),
+            // Empty = unset: the file's (default) value stays.
+            ("TART_SYNC_ROUTES_MODE", ""),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.routes.domain, "other.example.org");
+    assert_eq!(s.headscale.url.host_str(), Some("hs2.example.org"));
+    assert_eq!(s.headscale.timeout, Duration::from_secs(2));
+    assert_eq!(s.routes.mode, RouteMode::Path);
+}
+
+#[test]
+fn env_api_key_file_replaces_the_files_inline_key() {
+    let dir = temp_dir("envkey");
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, "from-file-key\n").unwrap();
+    let s = load(
+        MINIMAL,
+        &[(
+            "TART_SYNC_HEADSCALE_API_KEY_FILE",
+            key_file.to_str().unwrap(),
+        )],
+    )
+    .unwrap();
+    assert_eq!(s.headscale.api_key.expose(), "from-file-key");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn relative_api_key_file_is_relative_to_the_config_file() {
+    let dir = temp_dir("relative");
+    std::fs::write(dir.join("key"), SECRET).unwrap();
+    let text = r#"
+[headscale]
+url = "https://headscale.example.org"
+api_key_file = "key"
+[routes]
+domain = "tart.example.org"
+"#;
+    let config_path = dir.join("tart-sync.toml");
+    let s = Settings::from_sources(Some(text), &no_env(), Some(&config_path)).unwrap();
+    assert_eq!(s.headscale.api_key.expose(), SECRET);
+    assert_eq!(s.headscale.api_key_file, Some(dir.join("key")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let s = load(MINIMAL, &[]).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains(SECRET), "{debug}");
+    assert!(!debug.contains("t0ps3cr3t"), "{debug}");
+    assert!(debug.contains("ApiKey(***)"), "{debug}");
+    assert_eq!(s.headscale.api_key.to_string(), "***");
+    assert_eq!(format!("{:?}", s.headscale.api_key), "ApiKey(***)");
+    assert_eq!(s.headscale.api_key.expose(), SECRET);
+}
+
+#[test]
+fn syntax_error_on_the_key_line_does_not_quote_the_key() {
+    let text = MINIMAL.replace(
+        &format!("api_key = \"{SECRET}\""),
+        &format!("api_key = \"{SECRET}\" trailing"),
+    );
+    let err = err_of(&text, &[]);
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(err.to_string().contains("line 4"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let text = MINIMAL.replace("domain =", "domian =");
+    let err = err_of(&text, &[]);
+    assert_eq!(err.setting(), "routes.domian");
+    assert!(err.to_string().contains("unknown field"), "{err}");
+
+    let err = err_of(&format!("{MINIMAL}\n[routse]\nmode = \"path\"\n"), &[]);
+    assert_eq!(err.setting(), "routse");
+
+    let err = err_of(
+        &format!("{MINIMAL}\n[status]\nlisten = \"127.0.0.1:1\"\nport = 1\n"),
+        &[],
+    );
+    assert_eq!(err.setting(), "status.port");
+}
+
+#[test]
+fn required_settings() {
+    let err = Settings::from_sources(None, &no_env(), None).unwrap_err();
+    assert_eq!(err.setting(), "headscale.url");
+    assert!(err.to_string().contains("TART_SYNC_HEADSCALE_URL"), "{err}");
+
+    let err = err_of(&MINIMAL.replace("domain = \"tart.example.org\"", ""), &[]);
+    assert_eq!(err.setting(), "routes.domain");
+    assert!(err.to_string().contains("required"), "{err}");
+}
+
+#[test]
+fn exactly_one_api_key_source() {
+    let none = MINIMAL.replace(&format!("api_key = \"{SECRET}\""), "");
+    let err = err_of(&none, &[]);
+    assert_eq!(err.setting(), "headscale");
+    assert_eq!(
+        err.to_string(),
+        "headscale: set exactly one of api_key_file or api_key \
+         (env TART_SYNC_HEADSCALE_API_KEY_FILE / TART_SYNC_HEADSCALE_API_KEY)"
+    );
+
+    let both = MINIMAL.replace("[routes]", "api_key_file = \"/run/secrets/key\"\n[routes]");
+    let err = err_of(&both, &[]);
+    assert_eq!(err.setting(), "headscale");
+
+    let err = err_of(
+        &none,
+        &[
+            ("TART_SYNC_HEADSCALE_API_KEY", SECRET),
+            ("TART_SYNC_HEADSCALE_API_KEY_FILE", "/run/secrets/key"),
+        ],
+    );
+    assert_eq!(err.setting(), "headscale");
+}
+
+#[test]
+fn unreadable_api_key_file() {
+    let text = MINIMAL.replace(&format!("api_key = \"{SECRET}\""), "api_key_file = \"/x\"");
+    let err = err_of(&text, &[]);
+    assert_eq!(err.setting(), "headscale.api_key_file");
+    assert_eq!(
+        err.to_string(),
+        "headscale.api_key_file: cannot read /x: No such file or directory"
+    );
+}
+
+#[test]
+fn empty_or_odd_api_keys() {
+    let dir = temp_dir("emptykey");
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, "\n  \n").unwrap();
+    let text = MINIMAL.replace(
+        &format!("api_key = \"{SECRET}\""),
+        &format!("api_key_file = {:?}", key_file.to_str().unwrap()),
+    );
+    let err = err_of(&text, &[]);
+    assert_eq!(err.setting(), "headscale.api_key_file");
+    assert!(err.to_string().contains("empty"), "{err}");
+
+    std::fs::write(&key_file, format!("{SECRET} {SECRET}")).unwrap();
+    let err = err_of(&text, &[]);
+    assert!(err.to_string().contains("whitespace"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let err = err_of(&MINIMAL.replace(SECRET, "/run/secrets/key"), &[]);
+    assert_eq!(err.setting(), "headscale.api_key");
+    assert!(err.to_string().contains("api_key_file"), "{err}");
+
+    let err = err_of(&MINIMAL.replace(&format!("\"{SECRET}\""), "12345"), &[]);
+    assert_eq!(err.setting(), "headscale.api_key");
+    assert!(!err.to_string().contains("12345"), "{err}");
+}
+
+#[test]
+fn invalid_domain() {
+    let err = err_of(&MINIMAL.replace("tart.example.org", "-bad-"), &[]);
+    assert_eq!(err.setting(), "routes.domain");
+    assert_eq!(
+        err.to_string(),
+        r#"routes.domain: "-bad-" is not a valid DNS name"#
+    );
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_DOMAIN", "a..b")]);
+    assert_eq!(err.setting(), "routes.domain");
+    assert!(err.to_string().contains("TART_SYNC_ROUTES_DOMAIN"), "{err}");
+
+    for bad in [
+        "under_score.example.org",
+        "10.0.0.1",
+        "exa mple.org",
+        "*.example.org",
+    ] {
+        let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_DOMAIN", bad)]);
+        assert_eq!(err.setting(), "routes.domain", "{bad}");
+    }
+}
+
+#[test]
+fn invalid_url() {
+    for (bad, needle) in [
+        ("ftp://headscale.example.org", "http"),
+        ("headscale.example.org", "not a valid URL"),
+        ("https://headscale.example.org/?x=1", "query"),
+    ] {
+        let err = err_of(MINIMAL, &[("TART_SYNC_HEADSCALE_URL", bad)]);
+        assert_eq!(err.setting(), "headscale.url", "{bad}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    let err = err_of(
+        MINIMAL,
+        &[(
+            "TART_SYNC_HEADSCALE_URL",
+            "https://admin:hunter2@hs.example.org",
+        )],
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn durations() {
+    let err = err_of(MINIMAL, &[("TART_SYNC_HEADSCALE_POLL_INTERVAL", "50ms")]);
+    assert_eq!(err.setting(), "headscale.poll_interval");
+    assert!(err.to_string().contains("100ms"), "{err}");
+
+    let s = load(MINIMAL, &[("TART_SYNC_HEADSCALE_POLL_INTERVAL", "100ms")]).unwrap();
+    assert_eq!(s.headscale.poll_interval, Duration::from_millis(100));
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_OFFLINE_GRACE", "soon")]);
+    assert_eq!(err.setting(), "routes.offline_grace");
+    assert!(err.to_string().contains("\"soon\""), "{err}");
+
+    let err = err_of(
+        &MINIMAL.replace("[routes]", "poll_interval = 5\n[routes]"),
+        &[],
+    );
+    assert_eq!(err.setting(), "headscale.poll_interval");
+    assert!(err.to_string().contains("\"5s\""), "{err}");
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_HEADSCALE_TIMEOUT", "0s")]);
+    assert_eq!(err.setting(), "headscale.timeout");
+}
+
+#[test]
+fn ports_modes_and_prefixes() {
+    for bad in ["0", "65536", "-1", "eighty"] {
+        let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_UPSTREAM_PORT", bad)]);
+        assert_eq!(err.setting(), "routes.upstream_port", "{bad}");
+    }
+    let err = err_of(&format!("{MINIMAL}upstream_port = 70000\n"), &[]);
+    assert_eq!(err.setting(), "routes.upstream_port");
+    let s = load(&format!("{MINIMAL}upstream_port = 65535\n"), &[]).unwrap();
+    assert_eq!(s.routes.upstream_port, 65535);
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_MODE", "subdomain")]);
+    assert_eq!(err.setting(), "routes.mode");
+    assert!(err.to_string().contains("\"path\" or \"host\""), "{err}");
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_UPSTREAM", "dns")]);
+    assert_eq!(err.setting(), "routes.upstream");
+
+    for bad in ["Tart", "tart_sync", "tart sync"] {
+        let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_ID_PREFIX", bad)]);
+        assert_eq!(err.setting(), "routes.id_prefix", "{bad}");
+    }
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_STATUS_LISTEN", "localhost")]);
+    assert_eq!(err.setting(), "status.listen");
+}
+
+#[test]
+fn magicdns_needs_a_suffix() {
+    let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_UPSTREAM", "magicdns")]);
+    assert_eq!(err.setting(), "routes.magicdns_suffix");
+    assert!(err.to_string().contains("required"), "{err}");
+
+    let err = err_of(
+        MINIMAL,
+        &[
+            ("TART_SYNC_ROUTES_UPSTREAM", "magicdns"),
+            ("TART_SYNC_ROUTES_MAGICDNS_SUFFIX", "-nope-"),
+        ],
+    );
+    assert_eq!(err.setting(), "routes.magicdns_suffix");
+
+    let s = load(
+        &format!("{MINIMAL}upstream = \"magicdns\"\nmagicdns_suffix = \"ts.example.org\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.routes.magicdns_suffix.as_deref(), Some("ts.example.org"));
+}
+
+#[test]
+fn tags_and_admin_addresses() {
+    let err = err_of(MINIMAL, &[("TART_SYNC_HEADSCALE_TAGS", "tart")]);
+    assert_eq!(err.setting(), "headscale.tags");
+    assert!(err.to_string().contains("tag:"), "{err}");
+
+    let err = err_of(
+        &MINIMAL.replace("[routes]", "tags = [\"tag:tart\", 3]\n[routes]"),
+        &[],
+    );
+    assert_eq!(err.setting(), "headscale.tags");
+
+    let err = err_of(&format!("{MINIMAL}[caddy]\nadmin = []\n"), &[]);
+    assert_eq!(err.setting(), "caddy.admin");
+
+    let err = err_of(MINIMAL, &[("TART_SYNC_CADDY_ADMIN", "localhost")]);
+    assert_eq!(err.setting(), "caddy.admin");
+
+    let s = load(&format!("{MINIMAL}[caddy]\nadmin = \":2019\"\n"), &[]).unwrap();
+    assert_eq!(s.caddy.admin, ["localhost:2019"]);
+
+    let s = load(MINIMAL, &[("TART_SYNC_HEADSCALE_USER", "  ")]).unwrap();
+    assert_eq!(s.headscale.user, None);
+}
+
+#[test]
+fn wrong_types_name_the_setting() {
+    let err = err_of(&MINIMAL.replace("[routes]", "user = true\n[routes]"), &[]);
+    assert_eq!(err.setting(), "headscale.user");
+    assert!(err.to_string().contains("expected a string"), "{err}");
+
+    let err = err_of("headscale = 5\n", &[]);
+    assert_eq!(err.setting(), "headscale");
+    assert!(err.to_string().contains("expected a table"), "{err}");
+
+    // toml's own message would quote the value.
+    let err = err_of(&format!("headscale = \"{SECRET}\"\n"), &[]);
+    assert_eq!(err.setting(), "headscale");
+}

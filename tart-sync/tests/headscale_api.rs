@@ -1,0 +1,626 @@
+//! headscale API client against simulated headscale servers (wiremock),
+//! one per API generation, following the fixtures in `fixtures/headscale/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use serde_json::json;
+use tart_sync::config::ApiKey;
+use tart_sync::headscale::{parse_node_list, ApiGeneration, HeadscaleClient, HeadscaleError, Node};
+use time::macros::datetime;
+use time::OffsetDateTime;
+use url::Url;
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "hskey-api-Ab12Cd34Ef56-s3cr3tS3cr3tS3cr3t";
+
+const V022: &str = include_str!("fixtures/headscale/v0.22-machines.json");
+const V023: &str = include_str!("fixtures/headscale/v0.23-nodes.json");
+const V026: &str = include_str!("fixtures/headscale/v0.26-nodes.json");
+const V028: &str = include_str!("fixtures/headscale/v0.28-nodes.json");
+
+/// "Now" for expiry checks: shortly after the 0.28 fixture's last poll.
+const NOW: OffsetDateTime = datetime!(2026-07-10 08:20:00 UTC);
+
+/// grpc-gateway's answer for a route it does not know.
+const GRPC_NOT_FOUND: &str = r#"{"code":5,"message":"Not Found","details":[]}"#;
+
+fn client(server: &MockServer) -> HeadscaleClient {
+    client_with_timeout(&server.uri(), Duration::from_secs(5))
+}
+
+fn client_with_timeout(uri: &str, timeout: Duration) -> HeadscaleClient {
+    HeadscaleClient::new(Url::parse(uri).unwrap(), ApiKey::new(KEY), timeout).unwrap()
+}
+
+fn json_body(status: u16, body: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_raw(body.as_bytes().to_vec(), "application/json")
+}
+
+fn node(nodes: &[Node], id: u64) -> &Node {
+    nodes
+        .iter()
+        .find(|n| n.id == id)
+        .unwrap_or_else(|| panic!("node {id} missing from {nodes:?}"))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn assert_no_key(text: &str) {
+    assert!(!text.contains(KEY), "API key leaked into: {text}");
+    assert!(!text.contains("s3cr3t"), "API key leaked into: {text}");
+}
+
+async fn mount_node_list(server: &MockServer, body: &str) {
+    Mock::given(method("GET"))
+        .and(path("/api/v1/node"))
+        .respond_with(json_body(200, body))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn v0_22_falls_back_to_machine_and_remembers_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/node"))
+        .respond_with(json_body(404, GRPC_NOT_FOUND))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/machine"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(json_body(200, V022))
+        .expect(2)
+        .mount(&server)
+        .await;
+
+    let hs = client(&server);
+    assert_eq!(hs.generation(), None);
+    let nodes = hs.list_nodes(None).await.unwrap();
+    assert_eq!(hs.generation(), Some(ApiGeneration::Machine));
+    assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 2]);
+
+    let rhodes = node(&nodes, 1);
+    assert_eq!(rhodes.name, "tart-rhodes");
+    assert_eq!(rhodes.given_name, "rhodes");
+    assert_eq!(rhodes.user, "tarts");
+    assert_eq!(
+        rhodes.ip_addresses,
+        [ip("100.64.0.1"), ip("fd7a:115c:a1e0::1")]
+    );
+    assert!(rhodes.online);
+    assert_eq!(rhodes.tags, ["tag:tart"]); // validTags
+    assert_eq!(rhodes.expiry, None); // 0001-01-01
+    assert!(!rhodes.is_expired(NOW));
+    assert_eq!(
+        rhodes.last_seen,
+        Some(datetime!(2023-06-01 12:00:41.123456 UTC))
+    );
+
+    let zm = node(&nodes, 2);
+    assert_eq!(zm.given_name, "zm-tart");
+    assert!(!zm.online);
+    assert_eq!(zm.tags, ["tag:tart"]); // forcedTags
+    assert_eq!(zm.last_seen, Some(datetime!(2023-06-01 11:40:02.5 UTC)));
+
+    // The second poll goes straight to /api/v1/machine (`expect`s checked on drop).
+    let again = hs.list_nodes(None).await.unwrap();
+    assert_eq!(again, nodes);
+}
+
+#[tokio::test]
+async fn upgrade_from_0_22_reprobes_node() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("404 page not found\n"))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/machine"))
+        .respond_with(json_body(200, V022))
+        .mount(&server)
+        .await;
+    let hs = client(&server);
+    hs.list_nodes(None).await.unwrap();
+    assert_eq!(hs.generation(), Some(ApiGeneration::Machine));
+
+    // headscale is upgraded to 0.23: /machine is gone, /node answers.
+    server.reset().await;
+    Mock::given(path("/api/v1/machine"))
+        .respond_with(json_body(404, GRPC_NOT_FOUND))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/node"))
+        .respond_with(json_body(200, V023))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let nodes = hs.list_nodes(None).await.unwrap();
+    assert_eq!(hs.generation(), Some(ApiGeneration::Node));
+    assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 4]);
+    hs.list_nodes(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn v0_23_nodes() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/node"))
+        .respond_with(json_body(200, V023))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/machine"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let hs = client(&server);
+    let nodes = hs.list_nodes(None).await.unwrap();
+    assert_eq!(hs.generation(), Some(ApiGeneration::Node));
+    assert_eq!(nodes.len(), 2);
+
+    let rhodes = node(&nodes, 1);
+    assert_eq!(rhodes.given_name, "rhodes");
+    assert_eq!(rhodes.tags, ["tag:tart"]);
+    assert!(rhodes.online);
+    assert_eq!(rhodes.expiry, None);
+    assert_eq!(rhodes.first_ipv4(), Some(Ipv4Addr::new(100, 64, 0, 1)));
+
+    let laptop = node(&nodes, 4);
+    assert_eq!(laptop.name, "Mike's laptop");
+    assert_eq!(laptop.given_name, "mikes-laptop");
+    assert_eq!(laptop.user, "staff");
+    assert_eq!(laptop.ip_addresses, [ip("100.64.0.4")]);
+    assert!(laptop.tags.is_empty());
+    assert!(laptop.online);
+    assert_eq!(laptop.expiry, Some(datetime!(2025-03-05 10:00:00 UTC)));
+    assert!(laptop.is_expired(NOW));
+    assert!(!laptop.is_expired(datetime!(2025-01-01 00:00:00 UTC)));
+    assert_eq!(
+        laptop.last_seen,
+        Some(datetime!(2024-09-21 07:59:10.123 UTC))
+    );
+}
+
+#[tokio::test]
+async fn v0_26_nodes() {
+    let server = MockServer::start().await;
+    mount_node_list(&server, V026).await;
+    let nodes = client(&server).list_nodes(None).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    let hill = node(&nodes, 7);
+    assert_eq!(hill.name, "tart-signal-hill");
+    assert_eq!(hill.given_name, "signal-hill");
+    assert_eq!(hill.user, "tarts");
+    // validTags ∪ forcedTags, without duplicates.
+    assert_eq!(hill.tags, ["tag:tart"]);
+    assert_eq!(hill.expiry, None); // null
+    assert!(!hill.is_expired(NOW));
+    assert!(hill.online);
+    assert_eq!(
+        hill.last_seen,
+        Some(datetime!(2025-06-01 03:04:05.678901234 UTC))
+    );
+    assert_eq!(
+        hill.ip_addresses,
+        [ip("100.64.0.7"), ip("fd7a:115c:a1e0::7")]
+    );
+}
+
+#[tokio::test]
+async fn v0_28_nodes() {
+    let server = MockServer::start().await;
+    mount_node_list(&server, V028).await;
+    let nodes = client(&server).list_nodes(None).await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [12, 13, 14]);
+
+    let rhodes = node(&nodes, 12);
+    assert_eq!(rhodes.given_name, "rhodes");
+    assert_eq!(rhodes.user, "tagged-devices");
+    assert_eq!(rhodes.tags, ["tag:tart"]);
+    assert!(rhodes.online);
+    assert_eq!(rhodes.expiry, None);
+    assert!(!rhodes.is_expired(NOW));
+    assert_eq!(
+        rhodes.last_seen,
+        Some(datetime!(2026-07-10 08:15:02.123456789 UTC))
+    );
+    assert!(rhodes.has_any_tag(&["tag:other".into(), "tag:tart".into()]));
+    assert!(!rhodes.has_any_tag(&["tag:other".into()]));
+    assert!(!rhodes.has_any_tag(&[]));
+
+    let karoo = node(&nodes, 13);
+    assert_eq!(karoo.given_name, "karoo");
+    assert!(!karoo.online);
+    assert_eq!(karoo.expiry, None); // 0001-01-01
+    assert!(!karoo.is_expired(NOW));
+
+    let ops = node(&nodes, 14);
+    assert_eq!(ops.user, "staff");
+    assert!(ops.tags.is_empty());
+    assert!(ops.online, "expired nodes may still say online");
+    assert_eq!(ops.expiry, Some(datetime!(2026-07-01 00:00:00 UTC)));
+    assert!(ops.is_expired(NOW));
+    assert!(!ops.has_any_tag(&["tag:tart".into()]));
+    assert_eq!(ops.first_ip(), Some(ip("100.64.0.14")));
+}
+
+#[tokio::test]
+async fn bearer_header_and_user_query_are_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/node"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(query_param("user", "tarts"))
+        .respond_with(json_body(200, V023))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/node"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .and(query_param_is_missing("user"))
+        .respond_with(json_body(200, V028))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hs = client(&server);
+    let tarts = hs.list_nodes(Some("tarts")).await.unwrap();
+    assert_eq!(tarts.len(), 2);
+    let all = hs.list_nodes(None).await.unwrap();
+    assert_eq!(all.len(), 3);
+}
+
+#[tokio::test]
+async fn user_names_are_url_encoded() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .and(query_param("user", "ops@example.org & co"))
+        .respond_with(json_body(200, r#"{"nodes":[]}"#))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let nodes = client(&server)
+        .list_nodes(Some("ops@example.org & co"))
+        .await
+        .unwrap();
+    assert!(nodes.is_empty());
+}
+
+#[tokio::test]
+async fn base_url_path_is_kept_as_prefix() {
+    let server = MockServer::start().await;
+    Mock::given(path("/headscale/api/v1/node"))
+        .respond_with(json_body(200, V026))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hs = client_with_timeout(
+        &format!("{}/headscale", server.uri()),
+        Duration::from_secs(5),
+    );
+    assert_eq!(hs.list_nodes(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unauthorized_401_plain_text() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .respond_with(ResponseTemplate::new(401).set_body_string("Unauthorized"))
+        .mount(&server)
+        .await;
+    let err = client(&server).list_nodes(None).await.unwrap_err();
+    assert!(
+        matches!(err, HeadscaleError::Unauthorized { status: 401 }),
+        "{err:?}"
+    );
+    assert!(err.is_auth());
+    assert!(!err.is_transient());
+    let msg = err.to_string();
+    assert!(msg.contains("API key"), "{msg}");
+    assert!(msg.contains("headscale apikeys"), "{msg}");
+    assert_no_key(&msg);
+    assert_no_key(&format!("{err:?}"));
+}
+
+#[tokio::test]
+async fn unauthorized_500_as_0_22_to_0_26_answer() {
+    let server = MockServer::start().await;
+    // Authentication runs before routing: /node answers it on 0.22 too.
+    Mock::given(path("/api/v1/node"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("Unauthorized"))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/machine"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("Unauthorized"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let hs = client(&server);
+    let err = hs.list_nodes(None).await.unwrap_err();
+    assert!(
+        matches!(err, HeadscaleError::Unauthorized { status: 500 }),
+        "{err:?}"
+    );
+    assert!(err.is_auth());
+    assert_eq!(hs.generation(), None);
+    assert_no_key(&err.to_string());
+}
+
+#[tokio::test]
+async fn grpc_error_json_is_an_api_error() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .and(query_param("user", "nobody"))
+        .respond_with(json_body(
+            500,
+            r#"{"code":2,"message":"user not found","details":[]}"#,
+        ))
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .list_nodes(Some("nobody"))
+        .await
+        .unwrap_err();
+    match &err {
+        HeadscaleError::Api { status, message } => {
+            assert_eq!(*status, 500);
+            assert_eq!(message, "user not found");
+        }
+        other => panic!("expected Api, got {other:?}"),
+    }
+    assert!(!err.is_auth());
+    assert!(err.to_string().contains("user not found"));
+}
+
+#[tokio::test]
+async fn problem_json_404_of_0_30_is_an_api_error() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .and(query_param("user", "nobody"))
+        .respond_with(ResponseTemplate::new(404).set_body_raw(
+            r#"{"title":"Not Found","status":404,"detail":"user not found"}"#,
+            "application/problem+json",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/node"))
+        .and(query_param_is_missing("user"))
+        .respond_with(json_body(200, V028))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v1/machine"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("404 page not found\n"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hs = client(&server);
+
+    // Generation not known yet: /machine is asked, then the specific 404 wins.
+    let err = hs.list_nodes(Some("nobody")).await.unwrap_err();
+    match &err {
+        HeadscaleError::Api { status, message } => {
+            assert_eq!(*status, 404);
+            assert_eq!(message, "user not found");
+        }
+        other => panic!("expected Api, got {other:?}"),
+    }
+
+    // Once /node is known to exist, its 404 is reported without a fallback
+    // (/machine's `expect(1)` is checked on drop).
+    hs.list_nodes(None).await.unwrap();
+    assert_eq!(hs.generation(), Some(ApiGeneration::Node));
+    let err = hs.list_nodes(Some("nobody")).await.unwrap_err();
+    assert!(
+        matches!(&err, HeadscaleError::Api { status: 404, message } if message == "user not found"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn both_paths_404_is_not_headscale() {
+    let server = MockServer::start().await;
+    let err = client(&server).list_nodes(None).await.unwrap_err();
+    assert!(
+        matches!(err, HeadscaleError::NotHeadscale { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&server.uri()), "{err}");
+}
+
+#[tokio::test]
+async fn truncated_json_is_a_decode_error() {
+    let server = MockServer::start().await;
+    mount_node_list(&server, &V028[..V028.len() / 2]).await;
+    let err = client(&server).list_nodes(None).await.unwrap_err();
+    match &err {
+        HeadscaleError::Decode { detail } => {
+            assert!(detail.contains("{"), "no excerpt in {detail}");
+            assert!(detail.len() < 600, "excerpt too long: {detail}");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn html_or_unrelated_json_is_a_decode_error() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw("<html><body>login</body></html>", "text/html"),
+        )
+        .mount(&server)
+        .await;
+    let err = client(&server).list_nodes(None).await.unwrap_err();
+    assert!(
+        matches!(&err, HeadscaleError::Decode { detail } if detail.contains("<html>")),
+        "{err:?}"
+    );
+
+    server.reset().await;
+    // An empty object is not "no nodes": headscale always sends the list.
+    mount_node_list(&server, "{}").await;
+    let err = client(&server).list_nodes(None).await.unwrap_err();
+    assert!(matches!(err, HeadscaleError::Decode { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn slow_answer_is_a_timeout() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v1/node"))
+        .respond_with(json_body(200, V023).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let hs = client_with_timeout(&server.uri(), Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let err = hs.list_nodes(None).await.unwrap_err();
+    assert!(
+        matches!(err, HeadscaleError::Timeout { after } if after == Duration::from_millis(200)),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn connection_refused_is_a_transport_error() {
+    // A loopback port that was free a moment ago and is closed now.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let hs = client_with_timeout(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
+    let err = hs.list_nodes(None).await.unwrap_err();
+    match &err {
+        HeadscaleError::Transport { detail } => {
+            assert!(detail.contains(&format!("127.0.0.1:{port}")), "{detail}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert!(err.is_transient());
+    assert_no_key(&err.to_string());
+    assert_no_key(&format!("{err:?}"));
+}
+
+#[tokio::test]
+async fn node_without_id_is_skipped() {
+    let body = json!({
+        "nodes": [
+            {"id": "1", "givenName": "one", "ipAddresses": ["100.64.0.1"], "online": true,
+             "user": {"id": "1", "name": "tarts"}, "expiry": null, "tags": []},
+            {"givenName": "no-id", "ipAddresses": ["100.64.0.2"], "online": true},
+            {"id": 3, "givenName": "three", "ipAddresses": ["not-an-ip", "fd7a:115c:a1e0::3"],
+             "lastSeen": null},
+            {"id": "4", "givenName": "bad-expiry", "expiry": "soon"},
+        ]
+    })
+    .to_string();
+    let server = MockServer::start().await;
+    mount_node_list(&server, &body).await;
+    let hs = client(&server);
+
+    let nodes = hs.list_nodes(None).await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
+
+    let detailed = hs.list_nodes_detailed(None).await.unwrap();
+    assert_eq!(detailed.nodes, nodes);
+    assert_eq!(detailed.skipped.len(), 2);
+    assert_eq!(detailed.skipped[0].index, 1);
+    assert_eq!(detailed.skipped[0].id, None);
+    assert_eq!(detailed.skipped[0].name.as_deref(), Some("no-id"));
+    assert!(detailed.skipped[0].reason.contains("id"));
+    assert_eq!(detailed.skipped[1].id.as_deref(), Some("4"));
+    assert!(detailed.skipped[1].reason.contains("expiry"));
+
+    // Lenient parsing of what is there.
+    let three = node(&nodes, 3);
+    assert_eq!(
+        three.ip_addresses,
+        [IpAddr::V6(Ipv6Addr::new(
+            0xfd7a, 0x115c, 0xa1e0, 0, 0, 0, 0, 3
+        ))]
+    );
+    assert_eq!(three.first_ipv4(), None);
+    assert_eq!(three.first_ip(), Some(ip("fd7a:115c:a1e0::3")));
+    assert!(!three.online);
+    assert_eq!(three.user, "");
+    assert_eq!(three.name, "");
+    assert!(three.tags.is_empty());
+}
+
+#[test]
+fn empty_list_and_dns_label() {
+    let list = parse_node_list(br#"{"nodes":[]}"#).unwrap();
+    assert!(list.nodes.is_empty() && list.skipped.is_empty());
+    let list = parse_node_list(br#"{"machines":[]}"#).unwrap();
+    assert!(list.nodes.is_empty());
+
+    let nodes = parse_node_list(V023.as_bytes()).unwrap().nodes;
+    assert_eq!(node(&nodes, 4).dns_label(), Some("mikes-laptop"));
+    let odd = Node {
+        given_name: "Not A Label".into(),
+        ..node(&nodes, 4).clone()
+    };
+    assert_eq!(odd.dns_label(), None);
+}
+
+#[tokio::test]
+async fn version_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/version"))
+        .respond_with(json_body(
+            200,
+            r#"{"version":"v0.28.0","commit":"abcdef","dirty":false}"#,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let hs = client(&server);
+    assert_eq!(hs.version().await.unwrap().as_deref(), Some("v0.28.0"));
+    let requests = server.received_requests().await.unwrap();
+    assert!(
+        requests[0].headers.get("authorization").is_none(),
+        "/version needs no key; do not send it"
+    );
+
+    // Before 0.27 there is no /version.
+    server.reset().await;
+    assert_eq!(hs.version().await.unwrap(), None);
+}
+
+#[test]
+fn debug_output_redacts_the_key() {
+    let hs = client_with_timeout("https://headscale.example.org", Duration::from_secs(10));
+    let debug = format!("{hs:?}");
+    assert!(debug.contains("ApiKey(***)"), "{debug}");
+    assert!(debug.contains("headscale.example.org"), "{debug}");
+    assert_no_key(&debug);
+}
+
+#[test]
+fn credentials_in_url_are_dropped() {
+    let hs = client_with_timeout(
+        "https://user:pw@headscale.example.org/",
+        Duration::from_secs(10),
+    );
+    assert_eq!(hs.base_url().as_str(), "https://headscale.example.org/");
+}
+
+#[test]
+fn unusable_key_is_a_config_error_without_the_key() {
+    let err = HeadscaleClient::new(
+        Url::parse("https://headscale.example.org").unwrap(),
+        ApiKey::new("sec\u{7}ret"),
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HeadscaleError::Config { .. }), "{err:?}");
+    assert!(!err.to_string().contains("sec"), "{err}");
+}
