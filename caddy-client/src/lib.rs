@@ -54,7 +54,7 @@
 pub mod api;
 mod client;
 mod error;
-#[path = "model_stub.rs"] pub mod model;
+pub mod model;
 
 pub use api::capabilities::Capabilities;
 pub use api::config::{ConfigRequest, Etag};

@@ -126,7 +126,10 @@ pub fn router(ctx: Arc<Context>) -> Router {
                 .ok()
         })
         .collect();
-    let state = AppState { ctx, caddies: Arc::new(caddies) };
+    let state = AppState {
+        ctx,
+        caddies: Arc::new(caddies),
+    };
     Router::new()
         .route("/", get(index))
         .route("/api/status", get(api_status))
@@ -139,7 +142,11 @@ pub fn router(ctx: Arc<Context>) -> Router {
 
 /// Serves [`router`] on `listener` until `shutdown` turns true (or its sender
 /// is dropped), then finishes the requests in flight and returns.
-pub async fn serve(ctx: Arc<Context>, listener: tokio::net::TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve(
+    ctx: Arc<Context>,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     axum::serve(listener, router(ctx))
         .with_graceful_shutdown(async move {
             // An error means the sender is gone: the daemon is ending too.
@@ -291,23 +298,50 @@ async fn current_report(app: &AppState) -> Report {
 // Handlers.
 
 fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
 fn text(status: StatusCode, body: String) -> Response {
-    no_store((status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], body).into_response())
+    no_store(
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            body,
+        )
+            .into_response(),
+    )
 }
 
 async fn index(State(app): State<AppState>) -> Response {
     let report = current_report(&app).await;
     let page = render_page(&report, OffsetDateTime::now_utc());
     let mut resp = no_store(
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], page).into_response(),
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            page,
+        )
+            .into_response(),
     );
-    resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    resp.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    resp.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     resp
 }
 
@@ -317,7 +351,16 @@ async fn api_status(State(app): State<AppState>) -> Response {
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let body = render_metrics(&app.ctx);
-    no_store(([(header::CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE))], body).into_response())
+    no_store(
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            )],
+            body,
+        )
+            .into_response(),
+    )
 }
 
 async fn healthz() -> Response {
@@ -330,12 +373,18 @@ async fn readyz(State(app): State<AppState>) -> Response {
         text(StatusCode::OK, "ready\n".into())
     } else {
         let reason = not_ready_reason(&app.ctx.snapshot(), window, OffsetDateTime::now_utc());
-        text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"))
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
     }
 }
 
 async fn not_found() -> Response {
-    text(StatusCode::NOT_FOUND, "not found (see /, /api/status, /metrics, /healthz, /readyz)\n".into())
+    text(
+        StatusCode::NOT_FOUND,
+        "not found (see /, /api/status, /metrics, /healthz, /readyz)\n".into(),
+    )
 }
 
 /// Why [`Context::ready`] says no, in one line.
@@ -346,11 +395,18 @@ fn not_ready_reason(state: &SyncState, window: Duration, now: OffsetDateTime) ->
     let mut reasons = Vec::new();
     for c in &state.caddies {
         if let Some(err) = &c.last_error {
-            reasons.push(format!("caddy {}: {}", one_line(&c.address, 100), one_line(err, 200)));
+            reasons.push(format!(
+                "caddy {}: {}",
+                one_line(&c.address, 100),
+                one_line(err, 200)
+            ));
             continue;
         }
         match c.last_sync {
-            None => reasons.push(format!("caddy {}: not synced yet", one_line(&c.address, 100))),
+            None => reasons.push(format!(
+                "caddy {}: not synced yet",
+                one_line(&c.address, 100)
+            )),
             Some(t) if now - t > window => reasons.push(format!(
                 "caddy {}: last synced {} ago (more than {})",
                 one_line(&c.address, 100),
@@ -369,7 +425,10 @@ fn not_ready_reason(state: &SyncState, window: Duration, now: OffsetDateTime) ->
 
 /// `s` on one line, cut to about `max` characters.
 fn one_line(s: &str, max: usize) -> String {
-    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() > max {
         let cut: String = flat.chars().take(max).collect();
         format!("{cut}…")
@@ -382,7 +441,10 @@ fn one_line(s: &str, max: usize) -> String {
 // Time formatting.
 
 fn iso(t: OffsetDateTime) -> String {
-    t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).unwrap_or_default()
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// `42s`, `5m`, `3h 12m`, `2d 4h`.
@@ -435,7 +497,10 @@ fn html_escape(s: &str) -> String {
 /// A `<time>` element: relative text, the ISO time in `datetime` and `title`.
 fn time_html(t: OffsetDateTime, now: OffsetDateTime) -> String {
     let iso = html_escape(&iso(t));
-    format!("<time datetime=\"{iso}\" title=\"{iso}\">{}</time>", html_escape(&relative(t, now)))
+    format!(
+        "<time datetime=\"{iso}\" title=\"{iso}\">{}</time>",
+        html_escape(&relative(t, now))
+    )
 }
 
 fn opt_time_html(t: Option<OffsetDateTime>, now: OffsetDateTime, none: &str) -> String {
@@ -454,7 +519,11 @@ fn state_label(state: NodeState) -> &'static str {
 }
 
 fn badge(class: &str, label: &str) -> String {
-    format!("<span class=\"badge {}\">{}</span>", html_escape(class), html_escape(label))
+    format!(
+        "<span class=\"badge {}\">{}</span>",
+        html_escape(class),
+        html_escape(label)
+    )
 }
 
 const STYLE: &str = r#"
@@ -508,11 +577,23 @@ fn render_page(report: &Report, now: OffsetDateTime) -> String {
 
 fn write_page(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
     let domain = html_escape(&r.domain);
-    writeln!(h, "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">")?;
-    writeln!(h, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")?;
-    writeln!(h, "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">")?;
+    writeln!(
+        h,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">"
+    )?;
+    writeln!(
+        h,
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    )?;
+    writeln!(
+        h,
+        "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">"
+    )?;
     writeln!(h, "<meta name=\"robots\" content=\"noindex\">")?;
-    writeln!(h, "<title>tart-sync · {domain}</title>\n<style>{STYLE}</style>\n</head>\n<body>")?;
+    writeln!(
+        h,
+        "<title>tart-sync · {domain}</title>\n<style>{STYLE}</style>\n</head>\n<body>"
+    )?;
 
     writeln!(h, "<header>\n<h1>TART routes on {domain}</h1>")?;
     writeln!(
@@ -542,20 +623,37 @@ fn write_page(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
 fn write_banner(h: &mut String, r: &Report) -> fmt::Result {
     let mut problems = Vec::new();
     if !r.headscale.reachable {
-        let why = r.headscale.last_error.as_deref().unwrap_or("not polled yet");
+        let why = r
+            .headscale
+            .last_error
+            .as_deref()
+            .unwrap_or("not polled yet");
         problems.push(format!("headscale: {}", html_escape(&one_line(why, 300))));
     }
     for c in &r.caddies {
         if let Some(err) = &c.last_error {
-            problems.push(format!("Caddy <code>{}</code>: {}", html_escape(&c.address), html_escape(&one_line(err, 300))));
+            problems.push(format!(
+                "Caddy <code>{}</code>: {}",
+                html_escape(&c.address),
+                html_escape(&one_line(err, 300))
+            ));
         } else if c.last_sync.is_none() {
-            problems.push(format!("Caddy <code>{}</code>: not synced yet", html_escape(&c.address)));
+            problems.push(format!(
+                "Caddy <code>{}</code>: not synced yet",
+                html_escape(&c.address)
+            ));
         }
     }
     if problems.is_empty() {
-        writeln!(h, "<div class=\"banner ok\" id=\"summary\" data-ok=\"true\">All in sync.</div>")
+        writeln!(
+            h,
+            "<div class=\"banner ok\" id=\"summary\" data-ok=\"true\">All in sync.</div>"
+        )
     } else {
-        writeln!(h, "<div class=\"banner bad\" id=\"summary\" data-ok=\"false\">Needs attention:<ul>")?;
+        writeln!(
+            h,
+            "<div class=\"banner bad\" id=\"summary\" data-ok=\"false\">Needs attention:<ul>"
+        )?;
         for p in problems {
             writeln!(h, "<li>{p}</li>")?;
         }
@@ -574,7 +672,11 @@ fn write_nodes(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
         count(NodeState::Offline),
     )?;
     if r.nodes.is_empty() {
-        let why = if r.polled { "No node passes the filters." } else { "headscale has not been polled successfully yet." };
+        let why = if r.polled {
+            "No node passes the filters."
+        } else {
+            "headscale has not been polled successfully yet."
+        };
         return writeln!(h, "<p class=\"empty\">{why}</p>\n</section>");
     }
     writeln!(h, "<div class=\"scroll\"><table class=\"stack\">")?;
@@ -582,7 +684,11 @@ fn write_nodes(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
         h,
         "<thead><tr><th>Name</th><th>URL</th><th>Upstream</th><th>State</th><th>Since</th><th title=\"requests in flight, as Caddy reports\">In flight</th><th title=\"recent failures counted by Caddy's passive health checks\">Fails</th></tr></thead>\n<tbody>"
     )?;
-    let no_health = if r.health_known { "Caddy lists no upstream with this address" } else { "no Caddy answered /reverse_proxy/upstreams" };
+    let no_health = if r.health_known {
+        "Caddy lists no upstream with this address"
+    } else {
+        "no Caddy answered /reverse_proxy/upstreams"
+    };
     for n in &r.nodes {
         let name = html_escape(&n.name);
         let url = html_escape(&n.url);
@@ -597,7 +703,11 @@ fn write_nodes(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
         };
         let (in_flight, fails) = match n.upstream_health {
             Some(u) => {
-                let fails = if u.fails > 0 { format!("<span class=\"fails\">{}</span>", u.fails) } else { u.fails.to_string() };
+                let fails = if u.fails > 0 {
+                    format!("<span class=\"fails\">{}</span>", u.fails)
+                } else {
+                    u.fails.to_string()
+                };
                 (u.num_requests.to_string(), fails)
             }
             None => {
@@ -648,7 +758,10 @@ fn write_skipped(h: &mut String, r: &Report) -> fmt::Result {
 }
 
 fn write_caddies(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
-    writeln!(h, "<section id=\"caddies\">\n<h2>Caddy</h2>\n<div class=\"scroll\"><table class=\"stack\">")?;
+    writeln!(
+        h,
+        "<section id=\"caddies\">\n<h2>Caddy</h2>\n<div class=\"scroll\"><table class=\"stack\">"
+    )?;
     writeln!(
         h,
         "<thead><tr><th>Admin address</th><th>Reachable</th><th>Last sync</th><th>Last outcome</th><th>Routes</th><th title=\"WebSockets stay open across config reloads (stream_close_delay)\">WebSockets kept</th><th>Last error</th></tr></thead>\n<tbody>"
@@ -692,7 +805,10 @@ fn write_caddies(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result
 
 fn write_headscale(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
     let hs = &r.headscale;
-    let reachable = match (hs.reachable, hs.last_success.is_some() || hs.last_error.is_some()) {
+    let reachable = match (
+        hs.reachable,
+        hs.last_success.is_some() || hs.last_error.is_some(),
+    ) {
         (true, _) => badge("ok", "reachable"),
         (false, true) => badge("bad", "unreachable"),
         (false, false) => badge("warn", "not polled yet"),
@@ -737,7 +853,11 @@ fn prom_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -756,22 +876,49 @@ fn render_metrics(ctx: &Context) -> String {
 }
 
 fn write_metrics(out: &mut String, ctx: &Context) -> fmt::Result {
-    let m = ctx.metrics.lock().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    let m = ctx
+        .metrics
+        .lock()
+        .map(|g| g.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
     let state = ctx.snapshot();
 
-    family(out, "tart_sync_cycles_total", "counter", "Reconcile cycles run, summed over every Caddy.")?;
+    family(
+        out,
+        "tart_sync_cycles_total",
+        "counter",
+        "Reconcile cycles run, summed over every Caddy.",
+    )?;
     writeln!(out, "tart_sync_cycles_total {}", m.cycles)?;
 
-    family(out, "tart_sync_cycle_duration_seconds", "summary", "Time spent in reconcile cycles.")?;
-    writeln!(out, "tart_sync_cycle_duration_seconds_sum {}", prom_float(m.cycle_seconds_sum))?;
+    family(
+        out,
+        "tart_sync_cycle_duration_seconds",
+        "summary",
+        "Time spent in reconcile cycles.",
+    )?;
+    writeln!(
+        out,
+        "tart_sync_cycle_duration_seconds_sum {}",
+        prom_float(m.cycle_seconds_sum)
+    )?;
     writeln!(out, "tart_sync_cycle_duration_seconds_count {}", m.cycles)?;
 
-    family(out, "tart_sync_caddy_writes_total", "counter", "Config writes sent to Caddy (installs and updates).")?;
+    family(
+        out,
+        "tart_sync_caddy_writes_total",
+        "counter",
+        "Config writes sent to Caddy (installs and updates).",
+    )?;
     writeln!(out, "tart_sync_caddy_writes_total {}", m.caddy_writes)?;
 
     family(out, "tart_sync_errors_total", "counter", "Errors by kind.")?;
     for (kind, n) in &m.errors {
-        writeln!(out, "tart_sync_errors_total{{kind=\"{}\"}} {n}", label_escape(kind))?;
+        writeln!(
+            out,
+            "tart_sync_errors_total{{kind=\"{}\"}} {n}",
+            label_escape(kind)
+        )?;
     }
 
     let (routed, skipped) = match &state.desired {
@@ -803,23 +950,69 @@ fn write_metrics(out: &mut String, ctx: &Context) -> fmt::Result {
         "Unix time when each Caddy last matched the desired routes.",
     )?;
     for (addr, t) in &m.last_sync_unix {
-        writeln!(out, "tart_sync_last_sync_timestamp_seconds{{caddy=\"{}\"}} {}", label_escape(addr), prom_float(*t))?;
+        writeln!(
+            out,
+            "tart_sync_last_sync_timestamp_seconds{{caddy=\"{}\"}} {}",
+            label_escape(addr),
+            prom_float(*t)
+        )?;
     }
 
-    family(out, "tart_sync_caddy_up", "gauge", "1 when the last reconcile reached this Caddy's admin API.")?;
+    family(
+        out,
+        "tart_sync_caddy_up",
+        "gauge",
+        "1 when the last reconcile reached this Caddy's admin API.",
+    )?;
     for c in &state.caddies {
-        writeln!(out, "tart_sync_caddy_up{{caddy=\"{}\"}} {}", label_escape(&c.address), u8::from(c.reachable))?;
+        writeln!(
+            out,
+            "tart_sync_caddy_up{{caddy=\"{}\"}} {}",
+            label_escape(&c.address),
+            u8::from(c.reachable)
+        )?;
     }
 
-    family(out, "tart_sync_headscale_up", "gauge", "1 when the last headscale poll succeeded.")?;
-    writeln!(out, "tart_sync_headscale_up {}", u8::from(state.headscale.reachable))?;
+    family(
+        out,
+        "tart_sync_headscale_up",
+        "gauge",
+        "1 when the last headscale poll succeeded.",
+    )?;
+    writeln!(
+        out,
+        "tart_sync_headscale_up {}",
+        u8::from(state.headscale.reachable)
+    )?;
 
-    family(out, "tart_sync_headscale_poll_duration_seconds", "summary", "Time spent polling headscale's node list.")?;
-    writeln!(out, "tart_sync_headscale_poll_duration_seconds_sum {}", prom_float(m.headscale_poll_seconds_sum))?;
-    writeln!(out, "tart_sync_headscale_poll_duration_seconds_count {}", m.headscale_polls)?;
+    family(
+        out,
+        "tart_sync_headscale_poll_duration_seconds",
+        "summary",
+        "Time spent polling headscale's node list.",
+    )?;
+    writeln!(
+        out,
+        "tart_sync_headscale_poll_duration_seconds_sum {}",
+        prom_float(m.headscale_poll_seconds_sum)
+    )?;
+    writeln!(
+        out,
+        "tart_sync_headscale_poll_duration_seconds_count {}",
+        m.headscale_polls
+    )?;
 
-    family(out, "tart_sync_headscale_poll_last_duration_seconds", "gauge", "Duration of the last headscale poll.")?;
-    writeln!(out, "tart_sync_headscale_poll_last_duration_seconds {}", prom_float(m.headscale_poll_seconds_last))?;
+    family(
+        out,
+        "tart_sync_headscale_poll_last_duration_seconds",
+        "gauge",
+        "Duration of the last headscale poll.",
+    )?;
+    writeln!(
+        out,
+        "tart_sync_headscale_poll_last_duration_seconds {}",
+        prom_float(m.headscale_poll_seconds_last)
+    )?;
     Ok(())
 }
 
@@ -849,7 +1042,10 @@ mod tests {
     fn entry(name: &str, id: u64, state: NodeState, now: OffsetDateTime) -> Entry {
         let (offline_since, grace_until) = match state {
             NodeState::Online => (None, None),
-            NodeState::Grace => (Some(now - time::Duration::seconds(20)), Some(now + time::Duration::seconds(40))),
+            NodeState::Grace => (
+                Some(now - time::Duration::seconds(20)),
+                Some(now + time::Duration::seconds(40)),
+            ),
             NodeState::Offline => (Some(now - time::Duration::minutes(3)), None),
         };
         Entry {
@@ -866,14 +1062,23 @@ mod tests {
     /// rhodes online, karoo in grace, meerkat offline; one skipped hostile node.
     fn fleet_state(ctx: &Context, now: OffsetDateTime) -> SyncState {
         let mut state = ctx.snapshot();
-        state.headscale = HeadscaleStatus { reachable: true, last_success: Some(now), last_error: None, nodes_seen: 5 };
+        state.headscale = HeadscaleStatus {
+            reachable: true,
+            last_success: Some(now),
+            last_error: None,
+            nodes_seen: 5,
+        };
         state.desired = Some(Desired {
             entries: vec![
                 entry("karoo", 13, NodeState::Grace, now),
                 entry("meerkat", 15, NodeState::Offline, now),
                 entry("rhodes", 12, NodeState::Online, now),
             ],
-            skipped: vec![Skipped { node_id: 14, name: HOSTILE.into(), reason: format!("givenName {HOSTILE:?} is not a DNS label") }],
+            skipped: vec![Skipped {
+                node_id: 14,
+                name: HOSTILE.into(),
+                reason: format!("givenName {HOSTILE:?} is not a DNS label"),
+            }],
         });
         for c in &mut state.caddies {
             c.reachable = true;
@@ -921,13 +1126,21 @@ mod tests {
         async fn get(&self, path: &str) -> (StatusCode, String, String) {
             let resp = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
             let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
-            let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
             (status, ctype, resp.text().await.unwrap())
         }
 
         async fn shutdown(self) {
             self.stop.send_replace(true);
-            tokio::time::timeout(Duration::from_secs(5), self.task).await.expect("graceful shutdown").unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(5), self.task)
+                .await
+                .expect("graceful shutdown")
+                .unwrap()
+                .unwrap();
         }
     }
 
@@ -935,10 +1148,13 @@ mod tests {
     async fn fake_caddy(upstreams: Value) -> (String, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let app = Router::new().route("/reverse_proxy/upstreams", get(move || {
-            let upstreams = upstreams.clone();
-            async move { Json(upstreams) }
-        }));
+        let app = Router::new().route(
+            "/reverse_proxy/upstreams",
+            get(move || {
+                let upstreams = upstreams.clone();
+                async move { Json(upstreams) }
+            }),
+        );
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -947,7 +1163,10 @@ mod tests {
 
     #[test]
     fn escapes_html() {
-        assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            html_escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
         assert_eq!(html_escape("rhodes"), "rhodes");
     }
 
@@ -957,16 +1176,28 @@ mod tests {
         assert_eq!(relative(now - time::Duration::minutes(3), now), "3m ago");
         assert_eq!(relative(now + time::Duration::seconds(40), now), "in 40s");
         assert_eq!(relative(now, now), "just now");
-        assert_eq!(relative(now - time::Duration::minutes(192), now), "3h 12m ago");
+        assert_eq!(
+            relative(now - time::Duration::minutes(192), now),
+            "3h 12m ago"
+        );
         assert_eq!(relative(now - time::Duration::days(2), now), "2d ago");
-        assert_eq!(iso(datetime!(2026-07-10 08:15:02.123 UTC)), "2026-07-10T08:15:02Z");
+        assert_eq!(
+            iso(datetime!(2026-07-10 08:15:02.123 UTC)),
+            "2026-07-10T08:15:02Z"
+        );
     }
 
     #[test]
     fn page_lists_nodes_with_states_urls_and_times() {
         let now = datetime!(2026-07-10 08:15:00 UTC);
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
-        let health: Health = Some(HashMap::from([("100.64.0.12:80".to_string(), UpstreamHealth { num_requests: 2, fails: 1 })]));
+        let health: Health = Some(HashMap::from([(
+            "100.64.0.12:80".to_string(),
+            UpstreamHealth {
+                num_requests: 2,
+                fails: 1,
+            },
+        )]));
         let report = build_report(&ctx, fleet_state(&ctx, now), &health);
         let html = render_page(&report, now);
 
@@ -974,29 +1205,49 @@ mod tests {
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
         assert!(html.contains("<meta name=\"viewport\""));
         assert!(!html.contains("<script"), "no scripts at all");
-        assert!(!html.contains("src=") && !html.contains("<link"), "no external assets");
+        assert!(
+            !html.contains("src=") && !html.contains("<link"),
+            "no external assets"
+        );
 
         assert_eq!(
             node_rows(&html),
-            [("karoo".into(), "grace".into()), ("meerkat".into(), "offline".into()), ("rhodes".into(), "online".into())]
+            [
+                ("karoo".into(), "grace".into()),
+                ("meerkat".into(), "offline".into()),
+                ("rhodes".into(), "online".into())
+            ]
         );
-        assert!(html.contains("<a href=\"https://tart.example.org/rhodes/\">https://tart.example.org/rhodes/</a>"));
+        assert!(html.contains(
+            "<a href=\"https://tart.example.org/rhodes/\">https://tart.example.org/rhodes/</a>"
+        ));
         assert!(html.contains("<code>100.64.0.12:80</code>"));
         // Colour-coded badges that also say it in words.
         assert!(html.contains("<span class=\"badge online\">online</span>"));
         assert!(html.contains("<span class=\"badge grace\">in grace</span>"));
         assert!(html.contains("<span class=\"badge offline\">offline</span>"));
         // Relative times with the ISO time in a title.
-        assert!(html.contains("<time datetime=\"2026-07-10T08:12:00Z\" title=\"2026-07-10T08:12:00Z\">3m ago</time>"));
+        assert!(html.contains(
+            "<time datetime=\"2026-07-10T08:12:00Z\" title=\"2026-07-10T08:12:00Z\">3m ago</time>"
+        ));
         assert!(html.contains("title=\"2026-07-10T08:15:40Z\">in 40s</time>"));
         // Health: rhodes has Caddy's numbers, the others a dash.
         let rhodes = &html[html.find("data-name=\"rhodes\"").unwrap()..];
         let rhodes = &rhodes[..rhodes.find("</tr>").unwrap()];
-        assert!(rhodes.contains("data-label=\"In flight\">2</td>"), "{rhodes}");
-        assert!(rhodes.contains("<span class=\"fails\">1</span>"), "{rhodes}");
+        assert!(
+            rhodes.contains("data-label=\"In flight\">2</td>"),
+            "{rhodes}"
+        );
+        assert!(
+            rhodes.contains("<span class=\"fails\">1</span>"),
+            "{rhodes}"
+        );
         let karoo = &html[html.find("data-name=\"karoo\"").unwrap()..];
         let karoo = &karoo[..karoo.find("</tr>").unwrap()];
-        assert!(karoo.contains("Caddy lists no upstream with this address\">—</span>"), "{karoo}");
+        assert!(
+            karoo.contains("Caddy lists no upstream with this address\">—</span>"),
+            "{karoo}"
+        );
 
         // Caddy and headscale sections.
         assert!(html.contains("<tr class=\"caddy\" data-address=\"127.0.0.1:1\" data-reachable=\"true\" data-outcome=\"unchanged\">"));
@@ -1045,7 +1296,10 @@ mod tests {
     #[test]
     fn empty_page_before_the_first_poll() {
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
-        let html = render_page(&build_report(&ctx, ctx.snapshot(), &None), OffsetDateTime::now_utc());
+        let html = render_page(
+            &build_report(&ctx, ctx.snapshot(), &None),
+            OffsetDateTime::now_utc(),
+        );
         assert!(node_rows(&html).is_empty());
         assert!(html.contains("headscale has not been polled successfully yet."));
         assert!(html.contains("not tried yet"));
@@ -1054,10 +1308,26 @@ mod tests {
 
     #[test]
     fn health_is_summed_over_caddies_that_answered() {
-        let up = |a: &str, n, f| UpstreamStatus { address: a.into(), num_requests: n, fails: f, ..Default::default() };
+        let up = |a: &str, n, f| UpstreamStatus {
+            address: a.into(),
+            num_requests: n,
+            fails: f,
+            ..Default::default()
+        };
         assert_eq!(merge_health(&[None, None]), None);
-        let h = merge_health(&[Some(vec![up("a:80", 1, 0)]), None, Some(vec![up("a:80", 2, 3), up("b:80", 0, 0)])]).unwrap();
-        assert_eq!(h["a:80"], UpstreamHealth { num_requests: 3, fails: 3 });
+        let h = merge_health(&[
+            Some(vec![up("a:80", 1, 0)]),
+            None,
+            Some(vec![up("a:80", 2, 3), up("b:80", 0, 0)]),
+        ])
+        .unwrap();
+        assert_eq!(
+            h["a:80"],
+            UpstreamHealth {
+                num_requests: 3,
+                fails: 3
+            }
+        );
         assert_eq!(h["b:80"], UpstreamHealth::default());
         assert_eq!(merge_health(&[Some(vec![])]), Some(HashMap::new()));
     }
@@ -1078,18 +1348,47 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(ctype.starts_with("application/json"), "{ctype}");
         let v: Value = serde_json::from_str(&body).unwrap();
-        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<BTreeSet<_>>();
+        let keys = |v: &Value| {
+            v.as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+        };
         let set = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        assert_eq!(keys(&v), set(&["version", "started", "domain", "mode", "headscale", "caddies", "nodes", "skipped"]));
+        assert_eq!(
+            keys(&v),
+            set(&[
+                "version",
+                "started",
+                "domain",
+                "mode",
+                "headscale",
+                "caddies",
+                "nodes",
+                "skipped"
+            ])
+        );
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
         assert!(time::OffsetDateTime::parse(v["started"].as_str().unwrap(), &Rfc3339).is_ok());
         assert_eq!(v["domain"], "tart.example.org");
         assert_eq!(v["mode"], "path");
-        assert_eq!(keys(&v["headscale"]), set(&["reachable", "last_success", "last_error", "nodes_seen"]));
+        assert_eq!(
+            keys(&v["headscale"]),
+            set(&["reachable", "last_success", "last_error", "nodes_seen"])
+        );
         assert_eq!(v["headscale"]["nodes_seen"], 5);
         assert_eq!(
             keys(&v["caddies"][0]),
-            set(&["address", "reachable", "last_sync", "last_outcome", "last_error", "routes", "stream_close_delay"])
+            set(&[
+                "address",
+                "reachable",
+                "last_sync",
+                "last_outcome",
+                "last_error",
+                "routes",
+                "stream_close_delay"
+            ])
         );
         assert_eq!(v["caddies"][0]["address"], admin.as_str());
         assert_eq!(v["caddies"][0]["stream_close_delay"], true);
@@ -1098,7 +1397,17 @@ mod tests {
         assert_eq!(nodes.len(), 3);
         assert_eq!(
             keys(&nodes[0]),
-            set(&["name", "node_id", "user", "url", "upstream", "state", "offline_since", "grace_until", "upstream_health"])
+            set(&[
+                "name",
+                "node_id",
+                "user",
+                "url",
+                "upstream",
+                "state",
+                "offline_since",
+                "grace_until",
+                "upstream_health"
+            ])
         );
         let by_name = |n: &str| nodes.iter().find(|x| x["name"] == n).unwrap();
         let rhodes = by_name("rhodes");
@@ -1106,7 +1415,10 @@ mod tests {
         assert_eq!(rhodes["url"], "https://tart.example.org/rhodes/");
         assert_eq!(rhodes["upstream"], "100.64.0.12:80");
         assert_eq!(rhodes["node_id"], 12);
-        assert_eq!(rhodes["upstream_health"], serde_json::json!({"num_requests": 4, "fails": 0}));
+        assert_eq!(
+            rhodes["upstream_health"],
+            serde_json::json!({"num_requests": 4, "fails": 0})
+        );
         assert_eq!(rhodes["offline_since"], Value::Null);
         let karoo = by_name("karoo");
         assert_eq!(karoo["state"], "grace");
@@ -1138,7 +1450,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(started.elapsed() < Duration::from_secs(5));
         let v: Value = serde_json::from_str(&body).unwrap();
-        assert!(v["nodes"].as_array().unwrap().iter().all(|n| n["upstream_health"].is_null()));
+        assert!(v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["upstream_health"].is_null()));
         let (status, _, body) = server.get("/nope").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("/api/status"));
@@ -1155,16 +1471,24 @@ mod tests {
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').unwrap();
-                assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "duplicate TYPE {name}");
+                assert!(
+                    types.insert(name.to_string(), kind.to_string()).is_none(),
+                    "duplicate TYPE {name}"
+                );
                 continue;
             }
             if let Some(rest) = line.strip_prefix("# HELP ") {
                 helps.insert(rest.split_once(' ').unwrap().0.to_string());
                 continue;
             }
-            assert!(!line.starts_with('#') && !line.is_empty(), "unexpected line {line:?}");
+            assert!(
+                !line.starts_with('#') && !line.is_empty(),
+                "unexpected line {line:?}"
+            );
             let (series, value) = line.rsplit_once(' ').unwrap();
-            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}"));
             let (name, labels) = match series.split_once('{') {
                 None => (series.to_string(), Vec::new()),
                 Some((name, rest)) => {
@@ -1195,7 +1519,10 @@ mod tests {
                     (name.to_string(), labels)
                 }
             };
-            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{name}"
+            );
             samples.push((name, labels, value));
         }
         (samples, types, helps)
@@ -1207,13 +1534,22 @@ mod tests {
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
         let now = OffsetDateTime::now_utc();
         let mut state = fleet_state(&ctx, now);
-        state.caddies.push(CaddyStatus { address: weird.into(), reachable: false, last_outcome: "error".into(), ..Default::default() });
+        state.caddies.push(CaddyStatus {
+            address: weird.into(),
+            reachable: false,
+            last_outcome: "error".into(),
+            ..Default::default()
+        });
         set_state(&ctx, state);
         *ctx.metrics.lock().unwrap() = MetricsData {
             cycles: 7,
             cycle_seconds_sum: 0.25,
             caddy_writes: 2,
-            errors: [("caddy_unreachable".to_string(), 3), ("headscale".to_string(), 1)].into(),
+            errors: [
+                ("caddy_unreachable".to_string(), 3),
+                ("headscale".to_string(), 1),
+            ]
+            .into(),
             headscale_polls: 9,
             headscale_poll_seconds_sum: 0.5,
             headscale_poll_seconds_last: 0.0625,
@@ -1229,7 +1565,12 @@ mod tests {
         let value = |name: &str, labels: &[(&str, &str)]| {
             samples
                 .iter()
-                .find(|(n, l, _)| n == name && l.iter().map(|(k, v)| (k.as_str(), v.as_str())).eq(labels.iter().copied()))
+                .find(|(n, l, _)| {
+                    n == name
+                        && l.iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .eq(labels.iter().copied())
+                })
                 .unwrap_or_else(|| panic!("no {name}{labels:?} in\n{text}"))
                 .2
         };
@@ -1237,27 +1578,71 @@ mod tests {
         assert_eq!(value("tart_sync_cycle_duration_seconds_sum", &[]), 0.25);
         assert_eq!(value("tart_sync_cycle_duration_seconds_count", &[]), 7.0);
         assert_eq!(value("tart_sync_caddy_writes_total", &[]), 2.0);
-        assert_eq!(value("tart_sync_errors_total", &[("kind", "caddy_unreachable")]), 3.0);
-        assert_eq!(value("tart_sync_errors_total", &[("kind", "headscale")]), 1.0);
-        for (state, n) in [("seen", 5.0), ("routed", 3.0), ("online", 1.0), ("grace", 1.0), ("offline", 1.0), ("skipped", 1.0)] {
+        assert_eq!(
+            value("tart_sync_errors_total", &[("kind", "caddy_unreachable")]),
+            3.0
+        );
+        assert_eq!(
+            value("tart_sync_errors_total", &[("kind", "headscale")]),
+            1.0
+        );
+        for (state, n) in [
+            ("seen", 5.0),
+            ("routed", 3.0),
+            ("online", 1.0),
+            ("grace", 1.0),
+            ("offline", 1.0),
+            ("skipped", 1.0),
+        ] {
             assert_eq!(value("tart_sync_nodes", &[("state", state)]), n, "{state}");
         }
-        assert_eq!(value("tart_sync_last_sync_timestamp_seconds", &[("caddy", "127.0.0.1:1")]), 1_752_134_102.5);
-        assert_eq!(value("tart_sync_caddy_up", &[("caddy", "127.0.0.1:1")]), 1.0);
-        assert_eq!(value("tart_sync_caddy_up", &[("caddy", weird)]), 0.0, "label escaping round-trips");
-        assert!(text.contains(r#"caddy="unix//run/ca\"d\\dy\nadmin.sock""#), "{text}");
+        assert_eq!(
+            value(
+                "tart_sync_last_sync_timestamp_seconds",
+                &[("caddy", "127.0.0.1:1")]
+            ),
+            1_752_134_102.5
+        );
+        assert_eq!(
+            value("tart_sync_caddy_up", &[("caddy", "127.0.0.1:1")]),
+            1.0
+        );
+        assert_eq!(
+            value("tart_sync_caddy_up", &[("caddy", weird)]),
+            0.0,
+            "label escaping round-trips"
+        );
+        assert!(
+            text.contains(r#"caddy="unix//run/ca\"d\\dy\nadmin.sock""#),
+            "{text}"
+        );
         assert_eq!(value("tart_sync_headscale_up", &[]), 1.0);
-        assert_eq!(value("tart_sync_headscale_poll_duration_seconds_sum", &[]), 0.5);
-        assert_eq!(value("tart_sync_headscale_poll_duration_seconds_count", &[]), 9.0);
-        assert_eq!(value("tart_sync_headscale_poll_last_duration_seconds", &[]), 0.0625);
+        assert_eq!(
+            value("tart_sync_headscale_poll_duration_seconds_sum", &[]),
+            0.5
+        );
+        assert_eq!(
+            value("tart_sync_headscale_poll_duration_seconds_count", &[]),
+            9.0
+        );
+        assert_eq!(
+            value("tart_sync_headscale_poll_last_duration_seconds", &[]),
+            0.0625
+        );
 
         // Every sample belongs to a family with HELP and TYPE.
         for (name, _, _) in &samples {
             let family = ["_sum", "_count"]
                 .iter()
-                .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|t| t == "summary")))
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| types.get(*f).is_some_and(|t| t == "summary"))
+                })
                 .unwrap_or(name);
-            assert!(types.contains_key(family) && helps.contains(family), "{name} has no HELP/TYPE");
+            assert!(
+                types.contains_key(family) && helps.contains(family),
+                "{name} has no HELP/TYPE"
+            );
         }
         assert_eq!(types["tart_sync_cycles_total"], "counter");
         assert_eq!(types["tart_sync_nodes"], "gauge");
@@ -1298,7 +1683,10 @@ mod tests {
         set_state(&ctx, state);
         let (status, _, body) = server.get("/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body.contains("last synced 10s ago (more than 3s)"), "{body}");
+        assert!(
+            body.contains("last synced 10s ago (more than 3s)"),
+            "{body}"
+        );
 
         // The last reconcile failed.
         let mut state = fleet_state(&ctx, now);
@@ -1306,7 +1694,10 @@ mod tests {
         set_state(&ctx, state);
         let (status, _, body) = server.get("/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, "not ready: caddy 127.0.0.1:1: connection refused second line\n");
+        assert_eq!(
+            body,
+            "not ready: caddy 127.0.0.1:1: connection refused second line\n"
+        );
 
         server.shutdown().await;
     }
