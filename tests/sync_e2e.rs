@@ -496,6 +496,7 @@ async fn each_caddy_is_reconciled_independently() {
     let Some(rig) = Rig::start(e2e::Version::Latest, &["alpha"]).await else {
         return;
     };
+    let port = e2e::free_port();
     let Some(other) = e2e::Caddy::start_caddyfile(
         e2e::Version::V2_6,
         &e2e::sync::caddyfile_example(),
