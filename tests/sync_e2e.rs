@@ -497,13 +497,14 @@ async fn each_caddy_is_reconciled_independently() {
         return;
     };
     let port = e2e::free_port();
+    let (site, wildcard) = (
+        format!("http://tart.test:{port}"),
+        format!("http://*.tart.test:{port}"),
+    );
     let Some(other) = e2e::Caddy::start_caddyfile(
         e2e::Version::V2_6,
         &e2e::sync::caddyfile_example(),
-        &[
-            ("TART_SITE", "http://tart.test:1"),
-            ("TART_WILDCARD_SITE", "http://*.tart.test:1"),
-        ],
+        &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)],
     ) else {
         return;
     };
