@@ -14,16 +14,30 @@ use e2e::Version;
 
 fn binary() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/tart-sync");
-    assert!(p.exists(), "{} is missing: build it with `cargo build -p tart-sync` (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build -p tart-sync` (scripts/test does)",
+        p.display()
+    );
     p
 }
 
 fn tart_sync(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    Command::new(binary()).env_clear().envs(env).env("RUST_LOG", "info").args(args).output().unwrap()
+    Command::new(binary())
+        .env_clear()
+        .envs(env)
+        .env("RUST_LOG", "info")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[tokio::test]
@@ -49,14 +63,19 @@ async fn configuration_errors_exit_2_and_name_the_setting() {
     let dir = e2e::TempDir::new("cfg");
     let file = dir.path().join("tart-sync.toml");
     std::fs::write(&file, "[routes]\ndomian = \"x.org\"\n").unwrap();
-    let o = tart_sync(&BTreeMap::new(), &["--config", file.to_str().unwrap(), "check"]);
+    let o = tart_sync(
+        &BTreeMap::new(),
+        &["--config", file.to_str().unwrap(), "check"],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("routes.domian"), "{}", text(&o));
 }
 
 #[tokio::test]
 async fn once_plan_and_check() {
-    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta"]).await else { return };
+    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta"]).await else {
+        return;
+    };
     rig.hs.set_nodes(&rig.nodes()).await;
     let env = rig.env(&[]);
 
@@ -64,7 +83,10 @@ async fn once_plan_and_check() {
     let o = tart_sync(&env, &["plan"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("alpha") && out.contains("beta") && out.contains("would install 2 routes"), "{out}");
+    assert!(
+        out.contains("alpha") && out.contains("beta") && out.contains("would install 2 routes"),
+        "{out}"
+    );
     assert_eq!(rig.caddy.admin_writes(), 0, "plan wrote to Caddy");
 
     // check: all fine.
@@ -80,13 +102,30 @@ async fn once_plan_and_check() {
     assert!(text(&o).contains("up to date"), "{}", text(&o));
 
     // check reports problems: wrong domain, bad key, wrong admin address.
-    let o = tart_sync(&rig.env(&[("TART_SYNC_ROUTES_DOMAIN", "elsewhere.test")]), &["check"]);
+    let o = tart_sync(
+        &rig.env(&[("TART_SYNC_ROUTES_DOMAIN", "elsewhere.test")]),
+        &["check"],
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("no site for elsewhere.test"), "{}", text(&o));
-    let o = tart_sync(&rig.env(&[("TART_SYNC_HEADSCALE_API_KEY", "hskey-api-WRONG-wrongwrongwrong")]), &["check"]);
+    assert!(
+        text(&o).contains("no site for elsewhere.test"),
+        "{}",
+        text(&o)
+    );
+    let o = tart_sync(
+        &rig.env(&[(
+            "TART_SYNC_HEADSCALE_API_KEY",
+            "hskey-api-WRONG-wrongwrongwrong",
+        )]),
+        &["check"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).to_lowercase().contains("api key"), "{}", text(&o));
-    assert!(!text(&o).contains("WRONG-wrongwrongwrong"), "a key leaked: {}", text(&o));
+    assert!(
+        !text(&o).contains("WRONG-wrongwrongwrong"),
+        "a key leaked: {}",
+        text(&o)
+    );
     let dead = format!("127.0.0.1:{}", e2e::free_port());
     let o = tart_sync(&rig.env(&[("TART_SYNC_CADDY_ADMIN", &dead)]), &["once"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -94,7 +133,9 @@ async fn once_plan_and_check() {
 
 #[tokio::test]
 async fn run_logs_json_and_stops_cleanly_on_sigterm() {
-    let Some(rig) = Rig::start(Version::Latest, &["alpha"]).await else { return };
+    let Some(rig) = Rig::start(Version::Latest, &["alpha"]).await else {
+        return;
+    };
     rig.hs.set_nodes(&rig.nodes()).await;
     let env = rig.env(&[]);
     let mut child = Command::new(binary())
@@ -105,7 +146,9 @@ async fn run_logs_json_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ok = rig.wait_for("/alpha/", "alpha", Duration::from_secs(10)).await;
+    let ok = rig
+        .wait_for("/alpha/", "alpha", Duration::from_secs(10))
+        .await;
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let mut status = None;
@@ -122,10 +165,24 @@ async fn run_logs_json_and_stops_cleanly_on_sigterm() {
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(ok, "route never appeared; log:\n{log}");
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "SIGTERM must exit 0; log:\n{log}");
-    assert_eq!(rig.who("/alpha/").await, "alpha", "routes must stay after shutdown");
-    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(!lines.is_empty() && lines.len() == log.lines().count(), "not all log lines are JSON:\n{log}");
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM must exit 0; log:\n{log}"
+    );
+    assert_eq!(
+        rig.who("/alpha/").await,
+        "alpha",
+        "routes must stay after shutdown"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.len() == log.lines().count(),
+        "not all log lines are JSON:\n{log}"
+    );
     assert!(log.contains("installed the tart-sync route"), "{log}");
     assert!(!log.contains(API_KEY), "the API key leaked into the log");
 }

@@ -26,7 +26,9 @@ fn base_config(http_port: u16) -> Value {
 }
 
 async fn body_of(port: u16, path: &str) -> (u16, String) {
-    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.unwrap();
+    let r = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -99,7 +101,11 @@ async fn etag_and_if_match_guard_changes() {
         let c = caddy.client();
         let (route, etag) = c.id("hello").get_with_etag::<Value>().await.unwrap();
         assert_eq!(route["@id"], "hello");
-        assert!(etag.path().starts_with("/config/apps/http/servers/srv0/routes/0"), "{v:?}: {etag}");
+        assert!(
+            etag.path()
+                .starts_with("/config/apps/http/servers/srv0/routes/0"),
+            "{v:?}: {etag}"
+        );
 
         // A change guarded by the current tag succeeds ...
         let mut changed = route.clone();
@@ -108,16 +114,34 @@ async fn etag_and_if_match_guard_changes() {
 
         // ... and the same tag, now stale, is refused with 412 and nothing changes.
         changed["handle"][0]["body"] = json!("v3");
-        let e = c.id("hello").if_match(&etag).patch(&changed).await.unwrap_err();
+        let e = c
+            .id("hello")
+            .if_match(&etag)
+            .patch(&changed)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{v:?}: {e}");
         assert_eq!(e.status(), Some(412));
         let now: Value = c.id("hello").get().await.unwrap();
         assert_eq!(now["handle"][0]["body"], "v2");
 
         // A parent's tag guards a change to a child.
-        let (_, parent_tag) = c.config("apps/http/servers/srv0").get_with_etag::<Value>().await.unwrap();
-        c.config("apps/http/servers/srv0/routes/0/handle/0/body").if_match(&parent_tag).patch(&"v4").await.unwrap();
-        let e = c.config("apps/http/servers/srv0/routes/0/handle/0/body").if_match(&parent_tag).patch(&"v5").await.unwrap_err();
+        let (_, parent_tag) = c
+            .config("apps/http/servers/srv0")
+            .get_with_etag::<Value>()
+            .await
+            .unwrap();
+        c.config("apps/http/servers/srv0/routes/0/handle/0/body")
+            .if_match(&parent_tag)
+            .patch(&"v4")
+            .await
+            .unwrap();
+        let e = c
+            .config("apps/http/servers/srv0/routes/0/handle/0/body")
+            .if_match(&parent_tag)
+            .patch(&"v5")
+            .await
+            .unwrap_err();
         assert!(e.is_precondition_failed(), "{v:?}: {e}");
     })
     .await;
@@ -129,20 +153,44 @@ async fn version_quirks_map_to_the_same_error_kinds() {
         let caddy = Caddy::start(v, base_config(free_port())).unwrap();
         let c = caddy.client();
         // PUT on an existing key: 409 on 2.7.5+, 500 on 2.6.
-        let e = c.config("apps/http/servers/srv0").put(&json!({"listen": [":1"]})).await.unwrap_err();
+        let e = c
+            .config("apps/http/servers/srv0")
+            .put(&json!({"listen": [":1"]}))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Conflict, "{v:?}: {e}");
         // PATCH of a missing key: 404 / 500.
-        let e = c.config("apps/http/servers/nope").patch(&json!({})).await.unwrap_err();
+        let e = c
+            .config("apps/http/servers/nope")
+            .patch(&json!({}))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound, "{v:?}: {e}");
         // Unknown @id: 404 on both.
         let e = c.id("no-such-id").get::<Value>().await.unwrap_err();
-        assert_eq!((e.kind(), e.status()), (ErrorKind::NotFound, Some(404)), "{v:?}: {e}");
-        assert!(e.caddy_message().unwrap().contains("unknown object ID"), "{e}");
+        assert_eq!(
+            (e.kind(), e.status()),
+            (ErrorKind::NotFound, Some(404)),
+            "{v:?}: {e}"
+        );
+        assert!(
+            e.caddy_message().unwrap().contains("unknown object ID"),
+            "{e}"
+        );
         // Missing intermediate key: 400.
-        let e = c.config("apps/nope/deeper").get::<Value>().await.unwrap_err();
+        let e = c
+            .config("apps/nope/deeper")
+            .get::<Value>()
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BadRequest, "{v:?}: {e}");
         // An unknown field fails the change and the old config stays.
-        let e = c.id("hello").at("no_such_field").post(&1).await.unwrap_err();
+        let e = c
+            .id("hello")
+            .at("no_such_field")
+            .post(&1)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConfigRejected, "{v:?}: {e}");
         let hello: Value = c.id("hello").get().await.unwrap();
         assert!(hello.get("no_such_field").is_none());
@@ -153,7 +201,11 @@ async fn version_quirks_map_to_the_same_error_kinds() {
             Version::Latest => assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound),
         }
         // A Host the admin endpoint does not allow: 403.
-        let other = Client::builder().address(&caddy.admin).host("evil.example:2019").build().unwrap();
+        let other = Client::builder()
+            .address(&caddy.admin)
+            .host("evil.example:2019")
+            .build()
+            .unwrap();
         let e = other.config("").get::<Value>().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Forbidden, "{v:?}: {e}");
     })
@@ -172,7 +224,12 @@ async fn unix_socket_admin() {
         let c = Client::new(&caddy.admin).unwrap();
         let (route, etag) = c.id("hello").get_with_etag::<Value>().await.unwrap();
         assert_eq!(route["handle"][0]["body"], "hello");
-        c.id("hello").at("handle/0/body").if_match(&etag).patch(&"via socket").await.unwrap();
+        c.id("hello")
+            .at("handle/0/body")
+            .if_match(&etag)
+            .patch(&"via socket")
+            .await
+            .unwrap();
         let body: String = c.id("hello").at("handle/0/body").get().await.unwrap();
         assert_eq!(body, "via socket", "{v:?}");
     })
@@ -187,19 +244,31 @@ async fn load_adapt_and_stop() {
         let c = caddy.client();
 
         // adapt changes nothing and reports warnings (unformatted input).
-        let caddyfile = format!("{{\n\tadmin {}\n}}\nhttp://127.0.0.1:{port} {{\n  respond \"from caddyfile\"\n}}\n", caddy.admin);
+        let caddyfile = format!(
+            "{{\n\tadmin {}\n}}\nhttp://127.0.0.1:{port} {{\n  respond \"from caddyfile\"\n}}\n",
+            caddy.admin
+        );
         let adapted = c.adapt(&caddyfile).await.unwrap();
-        assert!(!adapted.warnings.is_empty(), "{v:?}: expected a formatting warning");
+        assert!(
+            !adapted.warnings.is_empty(),
+            "{v:?}: expected a formatting warning"
+        );
         assert!(serde_json::to_value(&adapted.result).unwrap()["apps"]["http"].is_object());
         assert_eq!(body_of(port, "/hello").await.0, 200, "adapt must not load");
 
         // A bad Caddyfile is a typed error.
-        let e = c.adapt("http://x {\n  no_such_directive\n}\n").await.unwrap_err();
+        let e = c
+            .adapt("http://x {\n  no_such_directive\n}\n")
+            .await
+            .unwrap_err();
         assert_eq!(e.status(), Some(400), "{v:?}: {e}");
 
         // load_caddyfile replaces the config.
         c.load_caddyfile(&caddyfile).await.unwrap();
-        assert_eq!(body_of(port, "/").await, (200, "from caddyfile".to_string()));
+        assert_eq!(
+            body_of(port, "/").await,
+            (200, "from caddyfile".to_string())
+        );
 
         // load with JSON; a rejected load keeps the old config.
         let mut cfg = base_config(port);
@@ -265,16 +334,31 @@ async fn capabilities_tell_versions_apart_without_writes() {
         let caps = c.capabilities().await.unwrap();
         match v {
             Version::V2_6 => {
-                assert!(!caps.stream_close_delay && !caps.client_ip_matcher && !caps.etag_header, "{caps:?}");
+                assert!(
+                    !caps.stream_close_delay && !caps.client_ip_matcher && !caps.etag_header,
+                    "{caps:?}"
+                );
                 assert_eq!(caps.min_version(), "2.6");
             }
             Version::Latest => {
-                assert!(caps.stream_close_delay && caps.client_ip_matcher && caps.etag_header, "{caps:?}");
+                assert!(
+                    caps.stream_close_delay && caps.client_ip_matcher && caps.etag_header,
+                    "{caps:?}"
+                );
                 assert_eq!(caps.min_version(), "2.8");
             }
         }
-        assert_eq!(caddy.admin_requests("PATCH") + caddy.admin_requests("PUT") + caddy.admin_requests("DELETE"), 0);
-        assert_eq!(caddy.log().matches("\"msg\":\"load complete\"").count(), 0, "{v:?}: probing must not reload");
+        assert_eq!(
+            caddy.admin_requests("PATCH")
+                + caddy.admin_requests("PUT")
+                + caddy.admin_requests("DELETE"),
+            0
+        );
+        assert_eq!(
+            caddy.log().matches("\"msg\":\"load complete\"").count(),
+            0,
+            "{v:?}: probing must not reload"
+        );
     })
     .await;
 }
@@ -285,7 +369,11 @@ async fn requests_after_a_reload_survive_closed_pooled_connections() {
         let caddy = Caddy::start(v, base_config(free_port())).unwrap();
         let c = caddy.client();
         for i in 0..15 {
-            c.id("hello").at("handle/0/body").patch(&format!("n{i}")).await.unwrap();
+            c.id("hello")
+                .at("handle/0/body")
+                .patch(&format!("n{i}"))
+                .await
+                .unwrap();
             let body: String = c.id("hello").at("handle/0/body").get().await.unwrap();
             assert_eq!(body, format!("n{i}"), "{v:?}");
         }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH,
+};
 use reqwest::Method;
 
 use crate::api::config::Etag;
@@ -38,7 +40,10 @@ pub enum AdminAddress {
 impl AdminAddress {
     /// Parses Caddy's admin address forms.
     pub fn parse(address: &str) -> Result<AdminAddress, Error> {
-        let invalid = |reason: &str| Error::InvalidAddress { address: address.to_string(), reason: reason.to_string() };
+        let invalid = |reason: &str| Error::InvalidAddress {
+            address: address.to_string(),
+            reason: reason.to_string(),
+        };
         let a = address.trim();
         if a.is_empty() {
             return Err(invalid("empty"));
@@ -68,7 +73,9 @@ impl AdminAddress {
         }
         let (host, port) = split_host_port(rest).ok_or_else(|| invalid("expected host:port"))?;
         let port = match port {
-            Some(p) => p.parse::<u16>().map_err(|_| invalid("port is not a number from 1 to 65535"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| invalid("port is not a number from 1 to 65535"))?,
             None if scheme == "https" => 443,
             None if a.starts_with("http://") => 80,
             None => return Err(invalid("missing port")),
@@ -76,8 +83,16 @@ impl AdminAddress {
         if port == 0 {
             return Err(invalid("port 0 is not an address to connect to"));
         }
-        let host = if host.is_empty() { "localhost".to_string() } else { host.to_string() };
-        Ok(AdminAddress::Tcp { scheme: scheme.to_string(), host, port })
+        let host = if host.is_empty() {
+            "localhost".to_string()
+        } else {
+            host.to_string()
+        };
+        Ok(AdminAddress::Tcp {
+            scheme: scheme.to_string(),
+            host,
+            port,
+        })
     }
 }
 
@@ -167,28 +182,49 @@ impl Client {
     /// GET, DELETE, and any request guarded by `If-Match`.
     pub(crate) async fn send(&self, req: RawRequest<'_>) -> Result<RawResponse, Error> {
         let label = format!("{} {}", req.method, req.path);
-        let timeout = if req.method == Method::GET { self.inner.timeout } else { self.inner.write_timeout };
-        let repeatable = req.method == Method::GET || req.method == Method::DELETE || req.if_match.is_some();
+        let timeout = if req.method == Method::GET {
+            self.inner.timeout
+        } else {
+            self.inner.write_timeout
+        };
+        let repeatable =
+            req.method == Method::GET || req.method == Method::DELETE || req.if_match.is_some();
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.send_once(&req, timeout).await {
                 Ok(resp) => return Ok(resp),
-                Err(SendError::Timeout) => return Err(Error::Timeout { request: label, after: timeout }),
+                Err(SendError::Timeout) => {
+                    return Err(Error::Timeout {
+                        request: label,
+                        after: timeout,
+                    })
+                }
                 Err(SendError::Transport(e)) => {
                     if repeatable && attempt == 1 {
                         tracing::debug!(request = %label, error = %e, "retrying once after a closed connection");
                         continue;
                     }
-                    return Err(Error::Transport { request: label, source: e });
+                    return Err(Error::Transport {
+                        request: label,
+                        source: e,
+                    });
                 }
             }
         }
     }
 
-    async fn send_once(&self, req: &RawRequest<'_>, timeout: Duration) -> Result<RawResponse, SendError> {
+    async fn send_once(
+        &self,
+        req: &RawRequest<'_>,
+        timeout: Duration,
+    ) -> Result<RawResponse, SendError> {
         let url = format!("{}{}", self.inner.base, req.path);
-        let mut builder = self.inner.http.request(req.method.clone(), url).timeout(timeout);
+        let mut builder = self
+            .inner
+            .http
+            .request(req.method.clone(), url)
+            .timeout(timeout);
         let mut headers = HeaderMap::new();
         if let Some(host) = &self.inner.host {
             headers.insert(HOST, host.clone());
@@ -197,7 +233,8 @@ impl Client {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(body.content_type));
         }
         if let Some(etag) = req.if_match {
-            let v = HeaderValue::from_str(etag.as_str()).map_err(|e| SendError::Transport(Box::new(e)))?;
+            let v = HeaderValue::from_str(etag.as_str())
+                .map_err(|e| SendError::Transport(Box::new(e)))?;
             headers.insert(IF_MATCH, v);
         }
         if req.force_reload {
@@ -210,20 +247,33 @@ impl Client {
         let resp = builder.send().await.map_err(SendError::from)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let header_etag = headers.get(ETAG).and_then(|v| v.to_str().ok()).map(|s| Etag::new(s.to_string()));
+        let header_etag = headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| Etag::new(s.to_string()));
         let http_resp: http::Response<reqwest::Body> = resp.into();
-        let collected = http_resp.into_body().collect().await.map_err(SendError::from)?;
+        let collected = http_resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(SendError::from)?;
         let trailer_etag = collected
             .trailers()
             .and_then(|t| t.get(ETAG))
             .and_then(|v| v.to_str().ok())
             .map(|s| Etag::new(s.to_string()));
         let body = collected.to_bytes();
-        Ok(RawResponse { status, headers, body: body.to_vec(), etag: header_etag.or(trailer_etag), request: String::new() })
-            .map(|mut r| {
-                r.request = format!("{} {}", req.method, req.path);
-                r
-            })
+        Ok(RawResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+            etag: header_etag.or(trailer_etag),
+            request: String::new(),
+        })
+        .map(|mut r| {
+            r.request = format!("{} {}", req.method, req.path);
+            r
+        })
     }
 
     /// Sends and turns any non-2xx answer into a typed error.
@@ -232,7 +282,11 @@ impl Client {
         if (200..300).contains(&resp.status) {
             Ok(resp)
         } else {
-            Err(Error::from_response(resp.status, &resp.body, resp.request.clone()))
+            Err(Error::from_response(
+                resp.status,
+                &resp.body,
+                resp.request.clone(),
+            ))
         }
     }
 }
@@ -260,7 +314,10 @@ pub(crate) struct RawBody {
 
 impl RawBody {
     pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<RawBody, Error> {
-        Ok(RawBody { bytes: serde_json::to_vec(value).map_err(Error::Encode)?, content_type: "application/json" })
+        Ok(RawBody {
+            bytes: serde_json::to_vec(value).map_err(Error::Encode)?,
+            content_type: "application/json",
+        })
     }
 }
 
@@ -276,7 +333,13 @@ pub(crate) struct RawRequest<'a> {
 
 impl<'a> RawRequest<'a> {
     pub(crate) fn new(method: Method, path: impl Into<String>) -> Self {
-        RawRequest { method, path: path.into(), body: None, if_match: None, force_reload: false }
+        RawRequest {
+            method,
+            path: path.into(),
+            body: None,
+            if_match: None,
+            force_reload: false,
+        }
     }
 }
 
@@ -294,7 +357,11 @@ pub(crate) struct RawResponse {
 impl RawResponse {
     /// Decodes the body as JSON; an empty body decodes as `null`.
     pub(crate) fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
-        let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) { b"null" } else { &self.body };
+        let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
+            b"null"
+        } else {
+            &self.body
+        };
         serde_json::from_slice(body).map_err(|e| Error::Decode {
             request: self.request.clone(),
             detail: e.to_string(),
@@ -329,7 +396,10 @@ impl std::fmt::Debug for ClientBuilder {
             .field("write_timeout", &self.write_timeout)
             .field("host", &self.host)
             .field("root_ca", &self.root_ca_pem.is_some())
-            .field("client_identity", &self.identity_pem.as_ref().map(|_| "***"))
+            .field(
+                "client_identity",
+                &self.identity_pem.as_ref().map(|_| "***"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -391,14 +461,21 @@ impl ClientBuilder {
         let raw = self.address.as_deref().unwrap_or("localhost:2019");
         let address = AdminAddress::parse(raw)?;
         let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let builder_err = |what: &str, e: reqwest::Error| Error::Builder { reason: format!("{what}: {e}") };
+        let builder_err = |what: &str, e: reqwest::Error| Error::Builder {
+            reason: format!("{what}: {e}"),
+        };
         let (base, mut host) = match &address {
             AdminAddress::Tcp { scheme, host, port } => (format!("{scheme}://{host}:{port}"), None),
             // The authority is not dialled over a socket; Caddy 2.6 requires an empty Host.
-            AdminAddress::Unix(_) => ("http://localhost".to_string(), Some(HeaderValue::from_static(""))),
+            AdminAddress::Unix(_) => (
+                "http://localhost".to_string(),
+                Some(HeaderValue::from_static("")),
+            ),
         };
         if let Some(h) = &self.host {
-            host = Some(HeaderValue::from_str(h).map_err(|e| Error::Builder { reason: format!("host {h:?}: {e}") })?);
+            host = Some(HeaderValue::from_str(h).map_err(|e| Error::Builder {
+                reason: format!("host {h:?}: {e}"),
+            })?);
         }
         let http = match self.http {
             Some(c) => c,
@@ -413,11 +490,13 @@ impl ClientBuilder {
                     b = b.unix_socket(path.clone());
                 }
                 if let Some(pem) = &self.root_ca_pem {
-                    let cert = reqwest::Certificate::from_pem(pem).map_err(|e| builder_err("root CA", e))?;
+                    let cert = reqwest::Certificate::from_pem(pem)
+                        .map_err(|e| builder_err("root CA", e))?;
                     b = b.add_root_certificate(cert);
                 }
                 if let Some(pem) = &self.identity_pem {
-                    let id = reqwest::Identity::from_pem(pem).map_err(|e| builder_err("client certificate", e))?;
+                    let id = reqwest::Identity::from_pem(pem)
+                        .map_err(|e| builder_err("client certificate", e))?;
                     b = b.identity(id);
                 }
                 b.build().map_err(|e| builder_err("HTTP client", e))?
@@ -452,12 +531,24 @@ mod tests {
 
     #[test]
     fn parses_caddys_address_forms() {
-        assert_eq!(tcp("localhost:2019"), ("http".into(), "localhost".into(), 2019));
-        assert_eq!(tcp("http://127.0.0.1:2019"), ("http".into(), "127.0.0.1".into(), 2019));
-        assert_eq!(tcp("https://caddy.example:2021/"), ("https".into(), "caddy.example".into(), 2021));
+        assert_eq!(
+            tcp("localhost:2019"),
+            ("http".into(), "localhost".into(), 2019)
+        );
+        assert_eq!(
+            tcp("http://127.0.0.1:2019"),
+            ("http".into(), "127.0.0.1".into(), 2019)
+        );
+        assert_eq!(
+            tcp("https://caddy.example:2021/"),
+            ("https".into(), "caddy.example".into(), 2021)
+        );
         assert_eq!(tcp("[::1]:2019"), ("http".into(), "[::1]".into(), 2019));
         assert_eq!(tcp(":2019"), ("http".into(), "localhost".into(), 2019));
-        assert_eq!(tcp("tcp/localhost:2019"), ("http".into(), "localhost".into(), 2019));
+        assert_eq!(
+            tcp("tcp/localhost:2019"),
+            ("http".into(), "localhost".into(), 2019)
+        );
         assert_eq!(
             AdminAddress::parse("unix//run/caddy/admin.sock|0660").ok(),
             Some(AdminAddress::Unix(PathBuf::from("/run/caddy/admin.sock")))
@@ -466,9 +557,23 @@ mod tests {
 
     #[test]
     fn rejects_unusable_addresses_with_a_reason() {
-        for bad in ["", "localhost", "ftp://x:1", "localhost:99999", "localhost:0", "http://x:1/config", "::1:2019", "unix/"] {
-            let err = AdminAddress::parse(bad).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
-            assert!(err.to_string().contains("invalid Caddy admin address"), "{err}");
+        for bad in [
+            "",
+            "localhost",
+            "ftp://x:1",
+            "localhost:99999",
+            "localhost:0",
+            "http://x:1/config",
+            "::1:2019",
+            "unix/",
+        ] {
+            let err = AdminAddress::parse(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(
+                err.to_string().contains("invalid Caddy admin address"),
+                "{err}"
+            );
         }
     }
 }

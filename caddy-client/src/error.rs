@@ -97,7 +97,9 @@ pub enum Error {
         request: String,
     },
     /// The key already exists (a `PUT` is a strict create; use `PATCH` to replace).
-    #[error("{request}: already exists ({status}): {message}; use patch() to replace an existing value")]
+    #[error(
+        "{request}: already exists ({status}): {message}; use patch() to replace an existing value"
+    )]
     Conflict {
         /// HTTP status (409, or 500 on Caddy 2.6).
         status: u16,
@@ -262,7 +264,11 @@ impl Error {
 pub(crate) fn classify(status: u16, message: String, request: String) -> Error {
     let m = message.to_ascii_lowercase();
     if status == 412 || m.contains("if-match header did not match") {
-        return Error::PreconditionFailed { status, message, request };
+        return Error::PreconditionFailed {
+            status,
+            message,
+            request,
+        };
     }
     if status == 404
         || m.contains("key does not exist")
@@ -270,10 +276,18 @@ pub(crate) fn classify(status: u16, message: String, request: String) -> Error {
         || m.contains("index out of bounds")
         || m.contains("out of range")
     {
-        return Error::NotFound { status, message, request };
+        return Error::NotFound {
+            status,
+            message,
+            request,
+        };
     }
     if status == 409 || m.contains("key already exists") {
-        return Error::Conflict { status, message, request };
+        return Error::Conflict {
+            status,
+            message,
+            request,
+        };
     }
     if m.contains("loading new config")
         || m.contains("loading config")
@@ -281,12 +295,28 @@ pub(crate) fn classify(status: u16, message: String, request: String) -> Error {
         || m.contains("decoding module config")
         || m.contains("adapting config")
     {
-        return Error::ConfigRejected { status, message, request };
+        return Error::ConfigRejected {
+            status,
+            message,
+            request,
+        };
     }
     match status {
-        400 => Error::BadRequest { status, message, request },
-        403 => Error::Forbidden { status, message, request },
-        _ => Error::Api { status, message, request },
+        400 => Error::BadRequest {
+            status,
+            message,
+            request,
+        },
+        403 => Error::Forbidden {
+            status,
+            message,
+            request,
+        },
+        _ => Error::Api {
+            status,
+            message,
+            request,
+        },
     }
 }
 
@@ -338,10 +368,25 @@ mod tests {
 
     #[test]
     fn caddy_2_6_500s_are_classified_by_message() {
-        assert_eq!(kind(500, r#"{"error":"[/config/apps/zz] key does not exist: zz"}"#), ErrorKind::NotFound);
-        assert_eq!(kind(500, r#"{"error":"[/config/apps/http/servers/s] key already exists: s"}"#), ErrorKind::Conflict);
         assert_eq!(
-            kind(500, r#"{"error":"loading new config: loading http app module: decoding module config: http: json: unknown field \"foo\""}"#),
+            kind(
+                500,
+                r#"{"error":"[/config/apps/zz] key does not exist: zz"}"#
+            ),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind(
+                500,
+                r#"{"error":"[/config/apps/http/servers/s] key already exists: s"}"#
+            ),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind(
+                500,
+                r#"{"error":"loading new config: loading http app module: decoding module config: http: json: unknown field \"foo\""}"#
+            ),
             ErrorKind::ConfigRejected
         );
         assert_eq!(kind(500, r#"{"error":"something else"}"#), ErrorKind::Api);
@@ -349,11 +394,32 @@ mod tests {
 
     #[test]
     fn statuses_of_newer_caddy() {
-        assert_eq!(kind(404, r#"{"error":"unknown object ID 'x'"}"#), ErrorKind::NotFound);
-        assert_eq!(kind(409, r#"{"error":"key already exists"}"#), ErrorKind::Conflict);
-        assert_eq!(kind(412, r#"{"error":"If-Match header did not match current config hash"}"#), ErrorKind::PreconditionFailed);
-        assert_eq!(kind(400, r#"{"error":"invalid traversal path at: config/nope/x"}"#), ErrorKind::BadRequest);
-        assert_eq!(kind(403, r#"{"error":"host not allowed: example.org"}"#), ErrorKind::Forbidden);
+        assert_eq!(
+            kind(404, r#"{"error":"unknown object ID 'x'"}"#),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            kind(409, r#"{"error":"key already exists"}"#),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind(
+                412,
+                r#"{"error":"If-Match header did not match current config hash"}"#
+            ),
+            ErrorKind::PreconditionFailed
+        );
+        assert_eq!(
+            kind(
+                400,
+                r#"{"error":"invalid traversal path at: config/nope/x"}"#
+            ),
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            kind(403, r#"{"error":"host not allowed: example.org"}"#),
+            ErrorKind::Forbidden
+        );
     }
 
     #[test]

@@ -61,5 +61,8 @@ pub use api::config::{ConfigRequest, Etag};
 pub use api::load::{AdaptWarning, Adapted};
 pub use api::pki::PkiCa;
 pub use api::upstreams::UpstreamStatus;
-pub use client::{AdminAddress, Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, DEFAULT_WRITE_TIMEOUT};
+pub use client::{
+    AdminAddress, Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+};
 pub use error::{BoxError, Error, ErrorKind};

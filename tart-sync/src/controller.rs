@@ -110,11 +110,18 @@ impl Context {
             .caddy
             .admin
             .iter()
-            .map(|a| CaddyStatus { address: a.clone(), last_outcome: "pending".into(), ..Default::default() })
+            .map(|a| CaddyStatus {
+                address: a.clone(),
+                last_outcome: "pending".into(),
+                ..Default::default()
+            })
             .collect();
         Arc::new(Context {
             settings,
-            state: RwLock::new(SyncState { caddies, ..Default::default() }),
+            state: RwLock::new(SyncState {
+                caddies,
+                ..Default::default()
+            }),
             metrics: Mutex::new(MetricsData::default()),
             started: OffsetDateTime::now_utc(),
         })
@@ -122,7 +129,10 @@ impl Context {
 
     /// A copy of the current state.
     pub fn snapshot(&self) -> SyncState {
-        self.state.read().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.state
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn with_state(&self, f: impl FnOnce(&mut SyncState)) {
@@ -144,7 +154,10 @@ impl Context {
         let now = OffsetDateTime::now_utc();
         let state = self.snapshot();
         !state.caddies.is_empty()
-            && state.caddies.iter().all(|c| c.last_error.is_none() && c.last_sync.is_some_and(|t| now - t <= window))
+            && state
+                .caddies
+                .iter()
+                .all(|c| c.last_error.is_none() && c.last_sync.is_some_and(|t| now - t <= window))
     }
 }
 
@@ -162,7 +175,11 @@ pub struct ErrorPolicy {
 impl ErrorPolicy {
     /// A policy for this poll interval.
     pub fn new(interval: Duration) -> ErrorPolicy {
-        ErrorPolicy { interval, backoff: None, next_poll: Instant::now() }
+        ErrorPolicy {
+            interval,
+            backoff: None,
+            next_poll: Instant::now(),
+        }
     }
 
     /// A poll succeeded: back to the normal interval.
@@ -204,7 +221,12 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Desired, Headsc
         m.headscale_poll_seconds_last = took;
     });
     let nodes = result?;
-    let desired = desired::compute(&nodes, &ctx.settings.headscale, &ctx.settings.routes, OffsetDateTime::now_utc());
+    let desired = desired::compute(
+        &nodes,
+        &ctx.settings.headscale,
+        &ctx.settings.routes,
+        OffsetDateTime::now_utc(),
+    );
     ctx.with_state(|s| {
         s.headscale = HeadscaleStatus {
             reachable: true,
@@ -218,7 +240,11 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Desired, Headsc
 }
 
 fn headscale_failed(ctx: &Context, err: &HeadscaleError, retry_in: Duration) {
-    let kind = if err.is_auth() { "headscale_auth" } else { "headscale" };
+    let kind = if err.is_auth() {
+        "headscale_auth"
+    } else {
+        "headscale"
+    };
     ctx.count_error(kind);
     let first = ctx.snapshot().headscale.last_error.is_none();
     if err.is_auth() {
@@ -236,14 +262,26 @@ fn headscale_failed(ctx: &Context, err: &HeadscaleError, retry_in: Duration) {
 
 /// Reconciles one Caddy and records the result in the context. Returns true when
 /// Caddy matches the desired state afterwards.
-pub async fn sync_instance(ctx: &Context, idx: usize, inst: &mut Instance, desired: &Desired, allow_mass_removal: bool) -> bool {
+pub async fn sync_instance(
+    ctx: &Context,
+    idx: usize,
+    inst: &mut Instance,
+    desired: &Desired,
+    allow_mass_removal: bool,
+) -> bool {
     let started = Instant::now();
     let targets = desired.targets();
-    let result = inst.reconcile(&targets, &ctx.settings.routes, allow_mass_removal).await;
+    let result = inst
+        .reconcile(&targets, &ctx.settings.routes, allow_mass_removal)
+        .await;
     let took = started.elapsed().as_secs_f64();
     let now = OffsetDateTime::now_utc();
     let address = inst.address.clone();
-    let was_failing = ctx.snapshot().caddies.get(idx).is_some_and(|c| c.last_error.is_some());
+    let was_failing = ctx
+        .snapshot()
+        .caddies
+        .get(idx)
+        .is_some_and(|c| c.last_error.is_some());
     let (outcome_name, ok, wrote) = match &result {
         Ok(Outcome::Unchanged) => ("unchanged", true, false),
         Ok(Outcome::Installed { path, routes }) => {
@@ -254,7 +292,11 @@ pub async fn sync_instance(ctx: &Context, idx: usize, inst: &mut Instance, desir
             tracing::info!(caddy = %address, added = ?d.added, removed = ?d.removed, changed = ?d.changed, "routes updated");
             ("updated", true, true)
         }
-        Ok(Outcome::Held { unrouted, proxied, remaining }) => {
+        Ok(Outcome::Held {
+            unrouted,
+            proxied,
+            remaining,
+        }) => {
             tracing::warn!(caddy = %address, unrouted, proxied, remaining = ?remaining,
                 "holding back a change that would stop more than half of the routes at once (headscale restart?); applying it if it persists");
             ("held", false, false)
@@ -279,7 +321,8 @@ pub async fn sync_instance(ctx: &Context, idx: usize, inst: &mut Instance, desir
             m.caddy_writes += 1;
         }
         if ok {
-            m.last_sync_unix.insert(address.clone(), now.unix_timestamp_nanos() as f64 / 1e9);
+            m.last_sync_unix
+                .insert(address.clone(), now.unix_timestamp_nanos() as f64 / 1e9);
         }
     });
     ctx.with_state(|s| {
@@ -305,14 +348,23 @@ pub async fn sync_instance(ctx: &Context, idx: usize, inst: &mut Instance, desir
 
 /// Builds one [`Instance`] per configured admin address.
 pub fn instances(settings: &Settings) -> Result<Vec<Instance>, SyncError> {
-    settings.caddy.admin.iter().map(|a| Instance::new(a).map_err(SyncError::from)).collect()
+    settings
+        .caddy
+        .admin
+        .iter()
+        .map(|a| Instance::new(a).map_err(SyncError::from))
+        .collect()
 }
 
 /// Runs the daemon until `shutdown` turns true: the headscale poller publishes
 /// each new desired state; one task per Caddy reconciles on every change and
 /// every interval (to notice a restarted Caddy), independently of the others.
 /// A write in flight is finished before the loop exits; routes stay in place.
-pub async fn run(ctx: Arc<Context>, hs: HeadscaleClient, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
+pub async fn run(
+    ctx: Arc<Context>,
+    hs: HeadscaleClient,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
     let interval = ctx.settings.headscale.poll_interval;
     let (tx, rx) = watch::channel::<Option<Arc<Desired>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
@@ -372,7 +424,11 @@ pub async fn run(ctx: Arc<Context>, hs: HeadscaleClient, mut shutdown: watch::Re
 }
 
 /// One pass for `tart-sync once`: poll, reconcile every Caddy. True when all match.
-pub async fn once(ctx: &Context, hs: &HeadscaleClient, allow_mass_removal: bool) -> Result<bool, HeadscaleError> {
+pub async fn once(
+    ctx: &Context,
+    hs: &HeadscaleClient,
+    allow_mass_removal: bool,
+) -> Result<bool, HeadscaleError> {
     let desired = poll(ctx, hs).await?;
     let mut all = true;
     let mut insts = match instances(&ctx.settings) {

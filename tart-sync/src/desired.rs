@@ -98,7 +98,10 @@ pub struct Desired {
 impl Desired {
     /// name → lookup target, as the Caddy layout stores it.
     pub fn targets(&self) -> BTreeMap<String, String> {
-        self.entries.iter().map(|e| (e.name.clone(), e.target().to_string())).collect()
+        self.entries
+            .iter()
+            .map(|e| (e.name.clone(), e.target().to_string()))
+            .collect()
     }
 }
 
@@ -122,7 +125,9 @@ fn upstream(node: &Node, routes: &RouteSettings) -> Result<String, String> {
             None => Err("no IP address".into()),
         },
         UpstreamKind::MagicDns => match &routes.magicdns_suffix {
-            Some(suffix) if !suffix.is_empty() => Ok(format!("{}.{suffix}:{port}", node.given_name)),
+            Some(suffix) if !suffix.is_empty() => {
+                Ok(format!("{}.{suffix}:{port}", node.given_name))
+            }
             _ => Err("routes.magicdns_suffix is not set".into()),
         },
     }
@@ -136,19 +141,31 @@ fn upstream(node: &Node, routes: &RouteSettings) -> Result<String, String> {
 /// the disconnect, so every tart-sync instance decides alike) → still
 /// proxied; offline longer → a 503 page. Two nodes with one name: the lower
 /// id wins.
-pub fn compute(nodes: &[Node], hs: &HeadscaleSettings, routes: &RouteSettings, now: OffsetDateTime) -> Desired {
+pub fn compute(
+    nodes: &[Node],
+    hs: &HeadscaleSettings,
+    routes: &RouteSettings,
+    now: OffsetDateTime,
+) -> Desired {
     let mut by_name: BTreeMap<String, Entry> = BTreeMap::new();
     let mut skipped = Vec::new();
     let mut sorted: Vec<&Node> = nodes.iter().filter(|n| passes_filters(n, hs)).collect();
     sorted.sort_by_key(|n| n.id);
     for node in sorted {
-        let skip = |reason: String| Skipped { node_id: node.id, name: node.name.clone(), reason };
+        let skip = |reason: String| Skipped {
+            node_id: node.id,
+            name: node.name.clone(),
+            reason,
+        };
         if node.is_expired(now) {
             skipped.push(skip("expired".into()));
             continue;
         }
         if !is_valid_dns_label(&node.given_name) {
-            skipped.push(skip(format!("givenName {:?} is not a DNS label", node.given_name)));
+            skipped.push(skip(format!(
+                "givenName {:?} is not a DNS label",
+                node.given_name
+            )));
             continue;
         }
         let upstream = match upstream(node, routes) {
@@ -159,7 +176,10 @@ pub fn compute(nodes: &[Node], hs: &HeadscaleSettings, routes: &RouteSettings, n
             }
         };
         if let Some(winner) = by_name.get(&node.given_name) {
-            skipped.push(skip(format!("name {:?} is taken by node {}", node.given_name, winner.node_id)));
+            skipped.push(skip(format!(
+                "name {:?} is taken by node {}",
+                node.given_name, winner.node_id
+            )));
             continue;
         }
         let (state, offline_since, grace_until) = liveness(node, routes.offline_grace, now);
@@ -176,10 +196,17 @@ pub fn compute(nodes: &[Node], hs: &HeadscaleSettings, routes: &RouteSettings, n
             },
         );
     }
-    Desired { entries: by_name.into_values().collect(), skipped }
+    Desired {
+        entries: by_name.into_values().collect(),
+        skipped,
+    }
 }
 
-fn liveness(node: &Node, grace: Duration, now: OffsetDateTime) -> (NodeState, Option<OffsetDateTime>, Option<OffsetDateTime>) {
+fn liveness(
+    node: &Node,
+    grace: Duration,
+    now: OffsetDateTime,
+) -> (NodeState, Option<OffsetDateTime>, Option<OffsetDateTime>) {
     if node.online {
         return (NodeState::Online, None, None);
     }

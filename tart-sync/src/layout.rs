@@ -81,7 +81,11 @@ pub fn bucket_key(name: &str) -> &str {
 }
 
 /// Builds the owned route for these targets (name → dial address or [`OFFLINE`]).
-pub fn subtree(targets: &BTreeMap<String, String>, routes: &RouteSettings, features: Features) -> Value {
+pub fn subtree(
+    targets: &BTreeMap<String, String>,
+    routes: &RouteSettings,
+    features: Features,
+) -> Value {
     let ids = Ids::new(&routes.id_prefix);
     let stem = &ids.stem;
     let name_ph = format!("{{http.regexp.{stem}.1}}");
@@ -93,15 +97,25 @@ pub fn subtree(targets: &BTreeMap<String, String>, routes: &RouteSettings, featu
     // Group names by bucket key; spread keys over buckets, biggest first, to the least full.
     let mut by_key: BTreeMap<&str, Vec<(&String, &String)>> = BTreeMap::new();
     for (name, target) in targets {
-        by_key.entry(bucket_key(name)).or_default().push((name, target));
+        by_key
+            .entry(bucket_key(name))
+            .or_default()
+            .push((name, target));
     }
-    let n_buckets = targets.len().div_ceil(NAMES_PER_BUCKET).clamp(1, MAX_BUCKETS);
+    let n_buckets = targets
+        .len()
+        .div_ceil(NAMES_PER_BUCKET)
+        .clamp(1, MAX_BUCKETS);
     let mut keys: Vec<(&str, usize)> = by_key.iter().map(|(k, v)| (*k, v.len())).collect();
     keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); n_buckets];
     let mut index = Vec::with_capacity(keys.len());
     for (key, _) in &keys {
-        let (slot, _) = buckets.iter().enumerate().min_by_key(|(i, b)| (b.len(), *i)).unwrap_or((0, &buckets[0]));
+        let (slot, _) = buckets
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, b)| (b.len(), *i))
+            .unwrap_or((0, &buckets[0]));
         for (name, target) in &by_key[key] {
             buckets[slot].push(json!({"input": name, "outputs": [target]}));
         }
@@ -138,7 +152,9 @@ pub fn subtree(targets: &BTreeMap<String, String>, routes: &RouteSettings, featu
         "upstreams": [{"dial": format!("{{http.vars.{var_upstream}}}")}],
     });
     if features.stream_close_delay && !routes.stream_close_delay.is_zero() {
-        proxy["stream_close_delay"] = json!(humantime::format_duration(routes.stream_close_delay).to_string().replace(' ', ""));
+        proxy["stream_close_delay"] = json!(humantime::format_duration(routes.stream_close_delay)
+            .to_string()
+            .replace(' ', ""));
     }
     let offline_page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{{http.vars.{var_name}}} is offline</title></head>\
@@ -204,15 +220,30 @@ pub fn subtree(targets: &BTreeMap<String, String>, routes: &RouteSettings, featu
 /// the removal guard). Unknown shapes give an empty table.
 pub fn targets_of(live: &Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let handlers = live.get("handle").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let handlers = live
+        .get("handle")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     for h in handlers {
-        let is_bucket = h.get("@id").and_then(Value::as_str).is_some_and(|id| id.contains("-bucket-"));
+        let is_bucket = h
+            .get("@id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.contains("-bucket-"));
         if h.get("handler").and_then(Value::as_str) != Some("map") || !is_bucket {
             continue;
         }
-        for m in h.get("mappings").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        for m in h
+            .get("mappings")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             let input = m.get("input").and_then(Value::as_str);
-            let output = m.get("outputs").and_then(|o| o.get(0)).and_then(Value::as_str);
+            let output = m
+                .get("outputs")
+                .and_then(|o| o.get(0))
+                .and_then(Value::as_str);
             if let (Some(i), Some(o)) = (input, output) {
                 out.insert(i.to_string(), o.to_string());
             }

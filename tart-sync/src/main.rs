@@ -62,7 +62,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -79,7 +81,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tart-sync: cannot start the async runtime: {e}");
@@ -185,13 +191,24 @@ async fn once(ctx: &Context, hs: &HeadscaleClient, allow_mass_removal: bool) -> 
 
 fn print_desired(ctx: &Context, desired: &Desired) {
     let routes = &ctx.settings.routes;
-    println!("Desired routes ({} TARTs) for {} ({} mode):", desired.entries.len(), routes.domain, routes.mode.as_str());
+    println!(
+        "Desired routes ({} TARTs) for {} ({} mode):",
+        desired.entries.len(),
+        routes.domain,
+        routes.mode.as_str()
+    );
     for e in &desired.entries {
         let url = match routes.mode {
             tart_sync::config::RouteMode::Path => format!("https://{}/{}/", routes.domain, e.name),
             tart_sync::config::RouteMode::Host => format!("https://{}.{}/", e.name, routes.domain),
         };
-        println!("  {:<24} {:<8} {:<28} {}", e.name, e.state.as_str(), e.upstream, url);
+        println!(
+            "  {:<24} {:<8} {:<28} {}",
+            e.name,
+            e.state.as_str(),
+            e.upstream,
+            url
+        );
     }
     for s in &desired.skipped {
         println!("  skipped node {} ({}): {}", s.node_id, s.name, s.reason);
@@ -225,10 +242,17 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
                 if d.is_empty() {
                     println!("Caddy {address}: up to date (/id/{})", ids.route);
                 } else {
-                    println!("Caddy {address}: would add {:?}, remove {:?}, change {:?}", d.added, d.removed, d.changed);
+                    println!(
+                        "Caddy {address}: would add {:?}, remove {:?}, change {:?}",
+                        d.added, d.removed, d.changed
+                    );
                 }
             }
-            Ok(None) => println!("Caddy {address}: route /id/{} missing; would install {} routes", ids.route, targets.len()),
+            Ok(None) => println!(
+                "Caddy {address}: route /id/{} missing; would install {} routes",
+                ids.route,
+                targets.len()
+            ),
             Err(e) => {
                 println!("Caddy {address}: unreachable: {e}");
                 code = ExitCode::FAILURE;
@@ -242,7 +266,10 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     let mut problems = 0;
     match hs.version().await {
         Ok(Some(v)) => println!("headscale {}: version {v}", ctx.settings.headscale.url),
-        Ok(None) => println!("headscale {}: version not reported (before 0.27)", ctx.settings.headscale.url),
+        Ok(None) => println!(
+            "headscale {}: version not reported (before 0.27)",
+            ctx.settings.headscale.url
+        ),
         Err(e) => println!("headscale {}: no version: {e}", ctx.settings.headscale.url),
     }
     match controller::poll(ctx, hs).await {
@@ -271,7 +298,11 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
             Ok(caps) => println!(
                 "Caddy {address}: reachable, version {}+, WebSockets across reloads: {}",
                 caps.min_version(),
-                if caps.stream_close_delay { "yes" } else { "no (Caddy older than 2.7)" }
+                if caps.stream_close_delay {
+                    "yes"
+                } else {
+                    "no (Caddy older than 2.7)"
+                }
             ),
             Err(e) => {
                 problems += 1;
@@ -279,8 +310,15 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
                 continue;
             }
         }
-        match client.config("apps/http/servers").get::<Option<serde_json::Value>>().await {
-            Ok(servers) => match servers.as_ref().and_then(|s| reconcile::find_site(s, &site)) {
+        match client
+            .config("apps/http/servers")
+            .get::<Option<serde_json::Value>>()
+            .await
+        {
+            Ok(servers) => match servers
+                .as_ref()
+                .and_then(|s| reconcile::find_site(s, &site))
+            {
                 Some(_) => println!("Caddy {address}: site {site} found"),
                 None => {
                     problems += 1;

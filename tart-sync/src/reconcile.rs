@@ -82,7 +82,14 @@ impl Guard {
     /// proxied routes from `proxied` to `proxied_after` by more than half (and by
     /// at least two) is held until the same picture has been seen for `hold`.
     /// Returns how much longer it is held.
-    pub fn check(&mut self, diff: &Diff, proxied: usize, proxied_after: usize, hold: Duration, now: Instant) -> Option<Duration> {
+    pub fn check(
+        &mut self,
+        diff: &Diff,
+        proxied: usize,
+        proxied_after: usize,
+        hold: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
         let lost = proxied.saturating_sub(proxied_after);
         if lost < 2 || lost * 2 <= proxied {
             self.pending = None;
@@ -126,7 +133,12 @@ pub struct Instance {
 impl Instance {
     /// An instance for an admin address.
     pub fn new(address: &str) -> Result<Instance, CaddyError> {
-        Ok(Instance { address: address.to_string(), client: Client::new(address)?, features: None, guard: Guard::default() })
+        Ok(Instance {
+            address: address.to_string(),
+            client: Client::new(address)?,
+            features: None,
+            guard: Guard::default(),
+        })
     }
 
     async fn features(&mut self, refresh: bool) -> Result<Features, CaddyError> {
@@ -134,7 +146,9 @@ impl Instance {
             return Ok(f);
         }
         let caps = self.client.capabilities().await?;
-        let f = Features { stream_close_delay: caps.stream_close_delay };
+        let f = Features {
+            stream_close_delay: caps.stream_close_delay,
+        };
         self.features = Some(f);
         Ok(f)
     }
@@ -169,24 +183,50 @@ impl Instance {
                     let proxied = layout::proxied_count(&old);
                     if !allow_mass_removal {
                         let after = layout::proxied_count(targets);
-                        if let Some(remaining) = self.guard.check(&diff, proxied, after, routes.offline_grace, Instant::now()) {
-                            return Ok(Outcome::Held { unrouted: proxied.saturating_sub(after), proxied, remaining });
+                        if let Some(remaining) = self.guard.check(
+                            &diff,
+                            proxied,
+                            after,
+                            routes.offline_grace,
+                            Instant::now(),
+                        ) {
+                            return Ok(Outcome::Held {
+                                unrouted: proxied.saturating_sub(after),
+                                proxied,
+                                remaining,
+                            });
                         }
                     }
-                    match self.client.id(&ids.route).if_match(&etag).patch(&desired).await {
+                    match self
+                        .client
+                        .id(&ids.route)
+                        .if_match(&etag)
+                        .patch(&desired)
+                        .await
+                    {
                         Ok(()) => Ok(Outcome::Updated(diff)),
                         Err(e) => Err(SyncError::Caddy(e)),
                     }
                 }
-                None => self.install(&desired, routes).await.map(|path| Outcome::Installed { path, routes: targets.len() }),
+                None => self
+                    .install(&desired, routes)
+                    .await
+                    .map(|path| Outcome::Installed {
+                        path,
+                        routes: targets.len(),
+                    }),
             };
             match result {
                 // Changed or removed between our read and write: read again.
-                Err(SyncError::Caddy(e)) if e.is_precondition_failed() || e.is_not_found() => continue,
+                Err(SyncError::Caddy(e)) if e.is_precondition_failed() || e.is_not_found() => {
+                    continue
+                }
                 other => return other,
             }
         }
-        Err(SyncError::Contended { attempts: MAX_ATTEMPTS })
+        Err(SyncError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     /// Inserts the owned route at the top of the site's subroute (or before the
@@ -194,11 +234,30 @@ impl Instance {
     /// Returns the config path.
     async fn install(&self, desired: &Value, routes: &RouteSettings) -> Result<String, SyncError> {
         let site = site_host(routes);
-        let (servers, etag) = self.client.config("apps/http/servers").get_with_etag::<Option<Value>>().await?;
-        let place = servers.as_ref().and_then(|s| find_site(s, &site)).ok_or(SyncError::SiteNotFound { site })?;
+        let (servers, etag) = self
+            .client
+            .config("apps/http/servers")
+            .get_with_etag::<Option<Value>>()
+            .await?;
+        let place = servers
+            .as_ref()
+            .and_then(|s| find_site(s, &site))
+            .ok_or(SyncError::SiteNotFound { site })?;
         match &place {
-            Insert::Before(path) => self.client.config(path).if_match(&etag).put(desired).await?,
-            Insert::Append(path) => self.client.config(path).if_match(&etag).post(&[desired]).await?,
+            Insert::Before(path) => {
+                self.client
+                    .config(path)
+                    .if_match(&etag)
+                    .put(desired)
+                    .await?
+            }
+            Insert::Append(path) => {
+                self.client
+                    .config(path)
+                    .if_match(&etag)
+                    .post(&[desired])
+                    .await?
+            }
         }
         Ok(place_path(&place))
     }
@@ -235,7 +294,9 @@ pub fn find_site(servers: &Value, host: &str) -> Option<Insert> {
     let mut names: Vec<&String> = servers.keys().collect();
     names.sort();
     for name in names {
-        let Some(routes) = servers[name].get("routes").and_then(Value::as_array) else { continue };
+        let Some(routes) = servers[name].get("routes").and_then(Value::as_array) else {
+            continue;
+        };
         for (i, route) in routes.iter().enumerate() {
             let hosts = route
                 .get("match")
@@ -249,8 +310,10 @@ pub fn find_site(servers: &Value, host: &str) -> Option<Insert> {
                 continue;
             }
             let handlers = route.get("handle").and_then(Value::as_array);
-            let sub = handlers
-                .and_then(|hs| hs.iter().position(|h| h.get("handler").and_then(Value::as_str) == Some("subroute")));
+            let sub = handlers.and_then(|hs| {
+                hs.iter()
+                    .position(|h| h.get("handler").and_then(Value::as_str) == Some("subroute"))
+            });
             return Some(match sub {
                 Some(h) => {
                     let base = format!("apps/http/servers/{name}/routes/{i}/handle/{h}/routes");

@@ -739,16 +739,18 @@ fn write_skipped(h: &mut String, r: &Report) -> fmt::Result {
     if r.skipped.is_empty() {
         return Ok(());
     }
-    writeln!(
-        h,
-        "<section id=\"skipped\">\n<h2>Without a URL <span class=\"muted\">{} node(s) pass the filters but get no route</span></h2>",
-        r.skipped.len()
-    )?;
+    let n = r.skipped.len();
+    let what = if n == 1 {
+        "node passes the filters but gets"
+    } else {
+        "nodes pass the filters but get"
+    };
+    writeln!(h, "<section id=\"skipped\">\n<h2>Without a URL <span class=\"muted\">{n} {what} no route</span></h2>")?;
     writeln!(h, "<div class=\"scroll\"><table class=\"stack\">\n<thead><tr><th>Node</th><th>Name</th><th>Reason</th></tr></thead>\n<tbody>")?;
     for s in &r.skipped {
         writeln!(
             h,
-            "<tr class=\"skipped\" data-node-id=\"{id}\"><td class=\"num\" data-label=\"Node\">{id}</td><td data-label=\"Name\">{name}</td><td data-label=\"Reason\">{reason}</td></tr>",
+            "<tr class=\"skipped\" data-node-id=\"{id}\"><td data-label=\"Node\">{id}</td><td data-label=\"Name\">{name}</td><td data-label=\"Reason\">{reason}</td></tr>",
             id = s.node_id,
             name = html_escape(&s.name),
             reason = html_escape(&s.reason),

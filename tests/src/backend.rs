@@ -24,11 +24,18 @@ impl Backend {
     pub async fn start(name: &str, ip: Ipv4Addr, port: u16) -> std::io::Result<Backend> {
         let listener = tokio::net::TcpListener::bind((ip, port)).await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().route("/ws", get(ws)).fallback(echo).with_state(name.to_string());
+        let app = Router::new()
+            .route("/ws", get(ws))
+            .fallback(echo)
+            .with_state(name.to_string());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Backend { name: name.to_string(), addr, task })
+        Ok(Backend {
+            name: name.to_string(),
+            addr,
+            task,
+        })
     }
 
     /// Stops serving (the port closes).
@@ -44,7 +51,13 @@ impl Drop for Backend {
 }
 
 async fn echo(State(name): State<String>, req: Request) -> Response {
-    let h = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let h = |k: &str| {
+        req.headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     axum::Json(serde_json::json!({
         "tart": name,
         "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),

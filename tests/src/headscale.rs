@@ -67,7 +67,9 @@ pub struct Headscale {
 impl Headscale {
     pub async fn start() -> Headscale {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        Headscale { server: MockServer::builder().listener(listener).start().await }
+        Headscale {
+            server: MockServer::builder().listener(listener).start().await,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -85,7 +87,10 @@ impl Headscale {
         self.server.reset().await;
         Mock::given(method("GET"))
             .and(path("/api/v1/node"))
-            .and(wiremock::matchers::header("authorization", format!("Bearer {API_KEY}").as_str()))
+            .and(wiremock::matchers::header(
+                "authorization",
+                format!("Bearer {API_KEY}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
             .mount(&self.server)
             .await;
@@ -95,10 +100,17 @@ impl Headscale {
     /// Serves a fixture generation: 0.22 bodies on `/api/v1/machine` with 404 on `/node`.
     pub async fn set_fixture(&self, body: Value) {
         self.server.reset().await;
-        let p = if body.get("machines").is_some() { "/api/v1/machine" } else { "/api/v1/node" };
+        let p = if body.get("machines").is_some() {
+            "/api/v1/machine"
+        } else {
+            "/api/v1/node"
+        };
         Mock::given(method("GET"))
             .and(path(p))
-            .and(wiremock::matchers::header("authorization", format!("Bearer {API_KEY}").as_str()))
+            .and(wiremock::matchers::header(
+                "authorization",
+                format!("Bearer {API_KEY}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
             .mount(&self.server)
             .await;
@@ -124,16 +136,25 @@ impl Headscale {
     /// Answers every request with this template (500, 401, garbage, delays).
     pub async fn fail_with(&self, t: ResponseTemplate) {
         self.server.reset().await;
-        Mock::given(method("GET")).respond_with(t).mount(&self.server).await;
+        Mock::given(method("GET"))
+            .respond_with(t)
+            .mount(&self.server)
+            .await;
     }
 }
 
 /// Loads a fixture from tests/fixtures/headscale and points every IPv4 address
 /// of its nodes at the given loopback addresses (in order).
 pub fn fixture(name: &str, ips: &[std::net::Ipv4Addr]) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/headscale").join(name);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/headscale")
+        .join(name);
     let mut v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-    let key = if v.get("machines").is_some() { "machines" } else { "nodes" };
+    let key = if v.get("machines").is_some() {
+        "machines"
+    } else {
+        "nodes"
+    };
     for (i, n) in v[key].as_array_mut().unwrap().iter_mut().enumerate() {
         if let Some(ip) = ips.get(i) {
             n["ipAddresses"][0] = json!(ip.to_string());

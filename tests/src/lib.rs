@@ -57,7 +57,11 @@ impl Version {
 
 /// A free TCP port on 127.0.0.1 (bound and released; tests run on loopback only).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A temporary directory removed on drop.
@@ -91,7 +95,10 @@ pub enum Startup {
     Json(serde_json::Value),
     /// A Caddyfile; the harness sets `CADDY_ADMIN` for `admin {$CADDY_ADMIN}` and
     /// passes the extra environment.
-    Caddyfile { text: String, env: Vec<(String, String)> },
+    Caddyfile {
+        text: String,
+        env: Vec<(String, String)>,
+    },
 }
 
 /// A running Caddy, killed on drop.
@@ -121,7 +128,11 @@ impl Caddy {
             config["admin"]["listen"] = serde_json::Value::String(admin.clone());
         }
         let listen = config["admin"]["listen"].as_str().unwrap().to_string();
-        let admin = if listen.starts_with("unix/") { listen.split('|').next().unwrap().to_string() } else { listen };
+        let admin = if listen.starts_with("unix/") {
+            listen.split('|').next().unwrap().to_string()
+        } else {
+            listen
+        };
         Some(Caddy::spawn(version, bin, admin, Startup::Json(config)))
     }
 
@@ -129,8 +140,19 @@ impl Caddy {
     pub fn start_caddyfile(version: Version, text: &str, env: &[(&str, &str)]) -> Option<Caddy> {
         let bin = version.binary()?;
         let admin = format!("127.0.0.1:{}", free_port());
-        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Some(Caddy::spawn(version, bin, admin, Startup::Caddyfile { text: text.to_string(), env }))
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Caddy::spawn(
+            version,
+            bin,
+            admin,
+            Startup::Caddyfile {
+                text: text.to_string(),
+                env,
+            },
+        ))
     }
 
     fn spawn(version: Version, bin: PathBuf, admin: String, startup: Startup) -> Caddy {
@@ -138,7 +160,15 @@ impl Caddy {
             Version::V2_6 => "2.6",
             Version::Latest => "latest",
         });
-        let mut c = Caddy { version, bin, child: None, dir, admin, startup, restarts: 0 };
+        let mut c = Caddy {
+            version,
+            bin,
+            child: None,
+            dir,
+            admin,
+            startup,
+            restarts: 0,
+        };
         c.launch();
         c
     }
@@ -157,7 +187,11 @@ impl Caddy {
             .env("CADDY_ADMIN", &self.admin)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         cmd.stderr(Stdio::from(log));
         match &self.startup {
             Startup::Json(cfg) => {
@@ -168,13 +202,17 @@ impl Caddy {
             Startup::Caddyfile { text, env } => {
                 let f = d.join("Caddyfile");
                 fs::write(&f, text).unwrap();
-                cmd.args(["run", "--adapter", "caddyfile", "--config"]).arg(&f);
+                cmd.args(["run", "--adapter", "caddyfile", "--config"])
+                    .arg(&f);
                 for (k, v) in env {
                     cmd.env(k, v);
                 }
             }
         }
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display())));
+        self.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display())),
+        );
         self.wait_ready();
     }
 
@@ -192,7 +230,10 @@ impl Caddy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("Caddy's admin API did not answer within 15 s; log:\n{}", self.log());
+        panic!(
+            "Caddy's admin API did not answer within 15 s; log:\n{}",
+            self.log()
+        );
     }
 
     /// A minimal blocking GET on the admin API, used only for readiness.
@@ -200,7 +241,11 @@ impl Caddy {
         let mut s = if let Some(p) = self.admin.strip_prefix("unix/") {
             let mut u = std::os::unix::net::UnixStream::connect(p).ok()?;
             u.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-            std::io::Write::write_all(&mut u, format!("GET {path} HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+            std::io::Write::write_all(
+                &mut u,
+                format!("GET {path} HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .ok()?;
             let mut buf = String::new();
             u.read_to_string(&mut buf).ok()?;
             return buf.split_whitespace().nth(1)?.parse().ok();
@@ -209,7 +254,15 @@ impl Caddy {
             TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?
         };
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.admin).as_bytes()).ok()?;
+        std::io::Write::write_all(
+            &mut s,
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                self.admin
+            )
+            .as_bytes(),
+        )
+        .ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
         buf.split_whitespace().nth(1)?.parse().ok()
@@ -230,7 +283,11 @@ impl Caddy {
         self.log()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["logger"] == "admin.api" && v["msg"] == "received request" && v["method"] == method)
+            .filter(|v| {
+                v["logger"] == "admin.api"
+                    && v["msg"] == "received request"
+                    && v["method"] == method
+            })
             .count()
     }
 
@@ -241,7 +298,12 @@ impl Caddy {
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["logger"] == "admin.api" && v["msg"] == "received request")
-            .filter(|v| matches!(v["method"].as_str(), Some("POST" | "PUT" | "PATCH" | "DELETE")))
+            .filter(|v| {
+                matches!(
+                    v["method"].as_str(),
+                    Some("POST" | "PUT" | "PATCH" | "DELETE")
+                )
+            })
             .filter(|v| v["uri"].as_str().is_some_and(|u| !u.starts_with("/adapt")))
             .count()
     }
@@ -301,7 +363,13 @@ where
 pub fn version_string(v: Version) -> String {
     v.binary()
         .and_then(|b| Command::new(b).arg("version").output().ok())
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or("").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 

@@ -40,17 +40,37 @@ impl Rig {
         let http_port = free_port();
         let site = format!("http://{DOMAIN}:{http_port}");
         let wildcard = format!("http://*.{DOMAIN}:{http_port}");
-        let caddy = Caddy::start_caddyfile(v, &caddyfile_example(), &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)])?;
+        let caddy = Caddy::start_caddyfile(
+            v,
+            &caddyfile_example(),
+            &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)],
+        )?;
         let (upstream_port, fleet) = start_fleet(names).await;
         let hs = Headscale::start().await;
         // No pooling: every Caddy reload closes kept-alive connections, which is Caddy's behaviour, not ours.
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().pool_max_idle_per_host(0).build().unwrap();
-        Some(Rig { caddy, hs, http_port, upstream_port, fleet, http })
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        Some(Rig {
+            caddy,
+            hs,
+            http_port,
+            upstream_port,
+            fleet,
+            http,
+        })
     }
 
     /// Simulated nodes for the fleet, all online: id i+1, the backend's name and address.
     pub fn nodes(&self) -> Vec<SimNode> {
-        self.fleet.iter().enumerate().map(|(i, b)| SimNode::new(i as u64 + 1, &b.name, fleet_ip(i))).collect()
+        self.fleet
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SimNode::new(i as u64 + 1, &b.name, fleet_ip(i)))
+            .collect()
     }
 
     /// The environment tart-sync reads, plus overrides.
@@ -62,9 +82,15 @@ impl Rig {
             ("TART_SYNC_HEADSCALE_TIMEOUT", "1s".into()),
             ("TART_SYNC_CADDY_ADMIN", self.caddy.admin.clone()),
             ("TART_SYNC_ROUTES_DOMAIN", DOMAIN.into()),
-            ("TART_SYNC_ROUTES_UPSTREAM_PORT", self.upstream_port.to_string()),
+            (
+                "TART_SYNC_ROUTES_UPSTREAM_PORT",
+                self.upstream_port.to_string(),
+            ),
             ("TART_SYNC_ROUTES_OFFLINE_GRACE", "60s".into()),
-            ("TART_SYNC_STATUS_LISTEN", format!("127.0.0.1:{}", free_port())),
+            (
+                "TART_SYNC_STATUS_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -95,7 +121,11 @@ impl Rig {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        let loc = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let loc = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = r.text().await.unwrap_or_default();
         (status, loc.map(|l| format!("location={l}")).unwrap_or(body))
     }
@@ -113,7 +143,11 @@ impl Rig {
 
     /// Waits (bounded) until `path` is answered by `expect` (a TART name or a status code).
     pub async fn wait_for(&self, path: &str, expect: &str, limit: Duration) -> bool {
-        crate::eventually(limit, || async { (self.who(path).await == expect).then_some(()) }).await.is_some()
+        crate::eventually(limit, || async {
+            (self.who(path).await == expect).then_some(())
+        })
+        .await
+        .is_some()
     }
 }
 
@@ -145,7 +179,11 @@ impl Daemon {
         let task = tokio::spawn(async move {
             controller::run(c, hs, rx).await.unwrap();
         });
-        Daemon { ctx, stop, task: Some(task) }
+        Daemon {
+            ctx,
+            stop,
+            task: Some(task),
+        }
     }
 
     /// Stops and waits for the loop to end.

@@ -41,7 +41,8 @@ impl Capabilities {
 
 const PROBE_STREAM_CLOSE_DELAY: &str =
     "http://127.0.0.1:1 {\n\treverse_proxy 127.0.0.1:1 {\n\t\tstream_close_delay 1s\n\t}\n}\n";
-const PROBE_CLIENT_IP: &str = "http://127.0.0.1:1 {\n\t@p client_ip 127.0.0.1\n\trespond @p 200\n}\n";
+const PROBE_CLIENT_IP: &str =
+    "http://127.0.0.1:1 {\n\t@p client_ip 127.0.0.1\n\trespond @p 200\n}\n";
 
 impl Client {
     /// Probes what the running Caddy supports. Sends two `/adapt` requests and one
@@ -49,9 +50,15 @@ impl Client {
     pub async fn capabilities(&self) -> Result<Capabilities, Error> {
         let stream_close_delay = self.adapts(PROBE_STREAM_CLOSE_DELAY).await?;
         let client_ip_matcher = self.adapts(PROBE_CLIENT_IP).await?;
-        let resp = self.send_ok(RawRequest::new(Method::GET, "/config/admin")).await?;
+        let resp = self
+            .send_ok(RawRequest::new(Method::GET, "/config/admin"))
+            .await?;
         let etag_header = resp.headers.contains_key(ETAG);
-        Ok(Capabilities { stream_close_delay, client_ip_matcher, etag_header })
+        Ok(Capabilities {
+            stream_close_delay,
+            client_ip_matcher,
+            etag_header,
+        })
     }
 
     /// True if Caddy adapts this Caddyfile; false if its adapter rejects it (400).

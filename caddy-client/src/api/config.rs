@@ -81,19 +81,32 @@ pub struct ConfigRequest<'c> {
 }
 
 fn segments(path: &str) -> Vec<String> {
-    path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 impl Client {
     /// The config at `path` (`apps/http/servers/srv0/routes/0`; `""` is the root).
     /// Segments are percent-encoded by the client; a key containing `/` cannot be addressed.
     pub fn config(&self, path: &str) -> ConfigRequest<'_> {
-        ConfigRequest { client: self, target: Target::Path(segments(path)), if_match: None, force_reload: false }
+        ConfigRequest {
+            client: self,
+            target: Target::Path(segments(path)),
+            if_match: None,
+            force_reload: false,
+        }
     }
 
     /// The object whose `@id` is `id`.
     pub fn id(&self, id: &str) -> ConfigRequest<'_> {
-        ConfigRequest { client: self, target: Target::Id(id.to_string(), Vec::new()), if_match: None, force_reload: false }
+        ConfigRequest {
+            client: self,
+            target: Target::Id(id.to_string(), Vec::new()),
+            if_match: None,
+            force_reload: false,
+        }
     }
 }
 
@@ -165,7 +178,11 @@ impl<'c> ConfigRequest<'c> {
         Ok((value, etag))
     }
 
-    async fn mutate<B: Serialize + ?Sized>(&self, method: Method, body: Option<&B>) -> Result<(), Error> {
+    async fn mutate<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        body: Option<&B>,
+    ) -> Result<(), Error> {
         let mut req = self.raw(method);
         if let Some(b) = body {
             req.body = Some(RawBody::json(b)?);
@@ -205,7 +222,10 @@ mod tests {
         let c = Client::new("localhost:2019").unwrap();
         assert_eq!(c.config("").url_path(), "/config/");
         assert_eq!(c.config("/apps/http/").url_path(), "/config/apps/http");
-        assert_eq!(c.config("apps/http/servers/my srv?").url_path(), "/config/apps/http/servers/my%20srv%3F");
+        assert_eq!(
+            c.config("apps/http/servers/my srv?").url_path(),
+            "/config/apps/http/servers/my%20srv%3F"
+        );
         assert_eq!(c.id("tart sync").url_path(), "/id/tart%20sync");
         assert_eq!(c.id("x").at("handle/0").url_path(), "/id/x/handle/0");
     }

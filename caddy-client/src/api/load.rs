@@ -66,16 +66,24 @@ impl Client {
     }
 
     /// Like [`adapt`](Client::adapt), decoding the result into any type (e.g. `serde_json::Value`).
-    pub async fn adapt_as<T: serde::de::DeserializeOwned>(&self, caddyfile: &str) -> Result<Adapted<T>, Error> {
+    pub async fn adapt_as<T: serde::de::DeserializeOwned>(
+        &self,
+        caddyfile: &str,
+    ) -> Result<Adapted<T>, Error> {
         let mut req = RawRequest::new(Method::POST, "/adapt");
-        req.body = Some(RawBody { bytes: caddyfile.as_bytes().to_vec(), content_type: "text/caddyfile" });
+        req.body = Some(RawBody {
+            bytes: caddyfile.as_bytes().to_vec(),
+            content_type: "text/caddyfile",
+        });
         let resp = self.send_ok(req).await?;
         resp.json()
     }
 
     /// Stops Caddy (`POST /stop`): it answers, then the process exits.
     pub async fn stop(&self) -> Result<(), Error> {
-        self.send_ok(RawRequest::new(Method::POST, "/stop")).await.map(|_| ())
+        self.send_ok(RawRequest::new(Method::POST, "/stop"))
+            .await
+            .map(|_| ())
     }
 
     async fn load_body(&self, body: RawBody, force: bool) -> Result<(), Error> {

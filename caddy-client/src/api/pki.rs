@@ -36,12 +36,20 @@ impl Client {
     /// The CA with this id (`GET /pki/ca/<id>`). Caddy creates `local` when first used.
     pub async fn pki_ca(&self, id: &str) -> Result<PkiCa, Error> {
         let path = format!("/pki/ca/{}", utf8_percent_encode(id, NON_ALPHANUMERIC));
-        self.send_ok(RawRequest::new(Method::GET, path)).await?.json()
+        self.send_ok(RawRequest::new(Method::GET, path))
+            .await?
+            .json()
     }
 
     /// The CA's certificate chain, PEM (`GET /pki/ca/<id>/certificates`).
     pub async fn pki_certificates(&self, id: &str) -> Result<String, Error> {
-        let path = format!("/pki/ca/{}/certificates", utf8_percent_encode(id, NON_ALPHANUMERIC));
-        Ok(self.send_ok(RawRequest::new(Method::GET, path)).await?.text())
+        let path = format!(
+            "/pki/ca/{}/certificates",
+            utf8_percent_encode(id, NON_ALPHANUMERIC)
+        );
+        Ok(self
+            .send_ok(RawRequest::new(Method::GET, path))
+            .await?
+            .text())
     }
 }

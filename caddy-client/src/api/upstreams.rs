@@ -26,7 +26,11 @@ pub struct UpstreamStatus {
 impl Client {
     /// The upstreams of all `reverse_proxy` handlers (`GET /reverse_proxy/upstreams`).
     pub async fn upstreams(&self) -> Result<Vec<UpstreamStatus>, Error> {
-        let resp = self.send_ok(RawRequest::new(Method::GET, "/reverse_proxy/upstreams")).await?;
-        Ok(resp.json::<Option<Vec<UpstreamStatus>>>()?.unwrap_or_default())
+        let resp = self
+            .send_ok(RawRequest::new(Method::GET, "/reverse_proxy/upstreams"))
+            .await?;
+        Ok(resp
+            .json::<Option<Vec<UpstreamStatus>>>()?
+            .unwrap_or_default())
     }
 }

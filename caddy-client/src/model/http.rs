@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::handlers::Handler;
-use super::lossless::lossless_struct;
+use super::lossless::{lossless_struct, FromJson};
 use super::values::CaddyDuration;
 use super::{id_matches, id_string};
 
@@ -14,20 +14,15 @@ lossless_struct! {
     /// `apps.http`: the HTTP app.
     pub struct HttpApp {
         /// `http_port`: the port for plain HTTP (default 80).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub http_port: Option<u16>,
         /// `https_port`: the port for HTTPS (default 443).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub https_port: Option<u16>,
         /// `grace_period`: how long to wait for connections to close on shutdown
         /// or reload.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub grace_period: Option<CaddyDuration>,
         /// `shutdown_delay`: how long to wait before starting the grace period.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub shutdown_delay: Option<CaddyDuration>,
         /// `servers`: the servers by name (`"srv0"`, ...).
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         pub servers: BTreeMap<String, Server>,
     }
 }
@@ -36,49 +31,35 @@ lossless_struct! {
     /// `apps.http.servers.<name>`: one HTTP server.
     pub struct Server {
         /// `@id`: the server's id, a string or a number.
-        #[serde(rename = "@id", default, skip_serializing_if = "Option::is_none")]
-        pub id: Option<Value>,
+        pub id: Option<Value> => "@id",
         /// `listen`: the addresses to listen on, e.g. `[":443"]`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub listen: Option<Vec<String>>,
         /// `routes`: the routes, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub routes: Vec<Route>,
         /// `errors`: the routes that handle errors.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub errors: Option<HttpErrors>,
         /// `read_timeout`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub read_timeout: Option<CaddyDuration>,
         /// `read_header_timeout`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub read_header_timeout: Option<CaddyDuration>,
         /// `write_timeout`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub write_timeout: Option<CaddyDuration>,
         /// `idle_timeout`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub idle_timeout: Option<CaddyDuration>,
         /// `automatic_https`: automatic HTTPS settings, kept as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub automatic_https: Option<Value>,
         /// `tls_connection_policies`: kept as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub tls_connection_policies: Option<Value>,
         /// `logs`: access log settings, kept as raw JSON (its shape changed
         /// between Caddy versions).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub logs: Option<Value>,
         /// `protocols`: the HTTP versions to serve (`"h1"`, `"h2"`, `"h2c"`,
         /// `"h3"`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub protocols: Option<Vec<String>>,
         /// `trusted_proxies`: the trusted proxies module (Caddy 2.6.3+), kept as
         /// raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub trusted_proxies: Option<Value>,
         /// `client_ip_headers`: headers to read the client IP from (Caddy 2.7+).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub client_ip_headers: Option<Vec<String>>,
     }
 }
@@ -87,7 +68,6 @@ lossless_struct! {
     /// `errors` of a server or subroute: the routes that handle errors.
     pub struct HttpErrors {
         /// `routes`: the error routes, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub routes: Vec<Route>,
     }
 }
@@ -96,20 +76,15 @@ lossless_struct! {
     /// One route: matcher sets, handlers, and whether matching stops here.
     pub struct Route {
         /// `@id`: the route's id, a string or a number; see [`Route::id`].
-        #[serde(rename = "@id", default, skip_serializing_if = "Option::is_none")]
-        pub id: Option<Value>,
+        pub id: Option<Value> => "@id",
         /// `group`: only the first matching route of a group runs.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub group: Option<String>,
         /// `match`: the matcher sets; the route matches if any set matches (an
         /// empty list matches every request).
-        #[serde(rename = "match", default, skip_serializing_if = "Vec::is_empty")]
-        pub matchers: Vec<MatcherSet>,
+        pub matchers: Vec<MatcherSet> => "match",
         /// `handle`: the handlers, in order.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pub handle: Vec<Handler>,
         /// `terminal`: stop evaluating further routes after this one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub terminal: Option<bool>,
     }
 }
@@ -122,47 +97,33 @@ lossless_struct! {
     /// `remote_ip` variants of plugins, ...) is kept in `extra` under its name.
     pub struct MatcherSet {
         /// `host`: host names, with `*` wildcards for one label.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub host: Option<Vec<String>>,
         /// `path`: path patterns, with `*` wildcards.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub path: Option<Vec<String>>,
         /// `path_regexp`: a regular expression on the path.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub path_regexp: Option<RegexpMatcher>,
         /// `method`: HTTP methods.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub method: Option<Vec<String>>,
         /// `header`: header name → accepted values (`null` for "header must be
         /// absent").
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub header: Option<BTreeMap<String, Option<Vec<String>>>>,
         /// `header_regexp`: header name → regular expression.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub header_regexp: Option<BTreeMap<String, RegexpMatcher>>,
         /// `query`: query key → accepted values.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub query: Option<BTreeMap<String, Vec<String>>>,
         /// `protocol`: `"http"`, `"https"`, `"grpc"`, `"http/2"`, ...
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub protocol: Option<String>,
         /// `remote_ip`: the connection's remote address.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub remote_ip: Option<IpMatcher>,
         /// `client_ip`: the client address after trusted proxies (Caddy 2.7+).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub client_ip: Option<IpMatcher>,
         /// `not`: matches if none of these matcher sets matches.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub not: Option<Vec<MatcherSet>>,
         /// `expression`: a CEL expression.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub expression: Option<Expression>,
         /// `vars`: variable or placeholder → accepted values.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub vars: Option<BTreeMap<String, Vec<String>>>,
         /// `vars_regexp`: variable or placeholder → regular expression.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub vars_regexp: Option<BTreeMap<String, RegexpMatcher>>,
     }
 }
@@ -172,10 +133,8 @@ lossless_struct! {
     /// `vars_regexp`); captures are available as placeholders under `name`.
     pub struct RegexpMatcher {
         /// `name`: the name for capture placeholders.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub name: Option<String>,
         /// `pattern`: the regular expression (Go RE2 syntax).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub pattern: Option<String>,
     }
 }
@@ -184,7 +143,6 @@ lossless_struct! {
     /// An IP range matcher (`remote_ip`, `client_ip`).
     pub struct IpMatcher {
         /// `ranges`: IP addresses or CIDR ranges.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub ranges: Option<Vec<String>>,
     }
 }
@@ -206,6 +164,16 @@ impl Default for Expression {
     }
 }
 
+impl FromJson for Expression {
+    fn from_json(value: Value) -> Result<Self, Value> {
+        match value {
+            Value::String(s) => Ok(Expression::Text(s)),
+            other @ Value::Object(_) => ExpressionObject::from_json(other).map(Expression::Object),
+            other => Err(other),
+        }
+    }
+}
+
 impl Expression {
     /// The CEL expression text.
     pub fn expr(&self) -> Option<&str> {
@@ -220,10 +188,8 @@ lossless_struct! {
     /// The object form of the `expression` matcher.
     pub struct ExpressionObject {
         /// `expr`: the CEL expression.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub expr: Option<String>,
         /// `name`: the name for capture placeholders.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub name: Option<String>,
     }
 }

@@ -1,33 +1,40 @@
 //! The machinery that makes every model struct lossless.
 //!
 //! Each struct is declared with [`lossless_struct!`], which adds a public
-//! `extra` map and implements `Serialize`/`Deserialize` through a private
-//! shadow type (a serde "remote" derive). Deserialization goes through
-//! [`from_map`], which checks that the typed value writes back exactly what it
-//! read; every key that does not (an explicit `null` read into an `Option`, an
-//! `[]` read into a `Vec` that is skipped when empty, a value of an unexpected
-//! JSON type, ...) is moved verbatim into `extra` instead, so the struct always
-//! round-trips. Serialization writes `extra` first and the typed fields over
-//! it, so a typed field that is set wins over a stale entry of the same name.
+//! `extra` map and implements `Serialize` and `Deserialize` by hand.
+//!
+//! Deserialization moves each JSON value into its field through [`FromJson`],
+//! which either converts the value exactly (writing the field back gives the
+//! same JSON) or hands it back unchanged. A value that does not convert (a
+//! value of an unexpected JSON type), and one whose field would be left out
+//! when writing (an explicit `null` read into an `Option`, `[]` read into a
+//! `Vec` that is skipped when empty) are kept verbatim in `extra` under their
+//! key, as are all keys the struct does not model. So every struct writes back
+//! exactly what it read, and nested values are moved, never copied.
+//!
+//! Serialization writes the `extra` entries first, then the typed fields that
+//! are set (`Some`, non-empty); a typed field that is set wins over an `extra`
+//! entry of the same name.
 
-use serde::ser::{Error as _, SerializeMap as _};
-use serde::Serializer;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// Declares a model struct: the public struct (with `Clone`, `Debug`,
-/// `Default`, `PartialEq` and an `extra` map for everything it does not model)
-/// plus lossless `Serialize`/`Deserialize` impls.
+/// `Default`, `PartialEq` and an `extra` map for everything it does not
+/// model) plus lossless `Serialize`/`Deserialize` impls.
 ///
-/// Field attributes: doc comments first, then `#[serde(...)]` attributes,
-/// which only go to the private shadow type.
+/// A field is written under its own name, or under the key given after `=>`
+/// (e.g. `pub matchers: Vec<MatcherSet> => "match",`). A field is left out of
+/// the JSON when it is `None` or empty.
 macro_rules! lossless_struct {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
             $(
                 $(#[doc = $fdoc:expr])*
-                $(#[serde($($fserde:tt)*)])*
-                pub $field:ident : $fty:ty,
+                pub $field:ident : $fty:ty $(=> $key:literal)?,
             )*
         }
     ) => {
@@ -39,168 +46,296 @@ macro_rules! lossless_struct {
                 pub $field: $fty,
             )*
             /// Every field this type does not model (including `@id` where it is
-            /// not modelled, and fields added by newer Caddy versions), kept
-            /// verbatim and written back unchanged. A modelled field that is set
-            /// takes precedence over an entry of the same name here.
+            /// not modelled, and fields added by newer Caddy versions), and every
+            /// modelled field whose JSON value could not be kept in its typed
+            /// field (e.g. an explicit `null`), verbatim. Written back unchanged;
+            /// a typed field that is set takes precedence over an entry of the
+            /// same name here.
             pub extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         }
 
-        const _: () = {
-            type Target = $name;
-
-            #[derive(::serde::Serialize, ::serde::Deserialize)]
-            #[serde(remote = "Target")]
-            struct Shadow {
+        impl $crate::model::lossless::FromJson for $name {
+            fn from_json(value: ::serde_json::Value) -> ::std::result::Result<Self, ::serde_json::Value> {
+                let ::serde_json::Value::Object(mut map) = value else {
+                    return Err(value);
+                };
+                let mut out = Self::default();
+                let mut kept = ::serde_json::Map::new();
                 $(
-                    $(#[serde($($fserde)*)])*
-                    $field: $fty,
+                    let key: &str = $crate::model::lossless::lossless_struct!(@key $field $($key)?);
+                    if let Some(raw) = map.remove(key) {
+                        if let Some(raw) = $crate::model::lossless::convert(raw, &mut out.$field) {
+                            kept.insert(key.to_owned(), raw);
+                        }
+                    }
                 )*
-                #[serde(flatten, skip_serializing)]
-                extra: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
+                map.extend(kept);
+                out.extra = map;
+                Ok(out)
             }
+        }
 
-            impl<'de> ::serde::Deserialize<'de> for $name {
-                fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-                where
-                    D: ::serde::Deserializer<'de>,
-                {
-                    let map = <::serde_json::Map<::std::string::String, ::serde_json::Value>
-                        as ::serde::Deserialize>::deserialize(deserializer)?;
-                    $crate::model::lossless::from_map(
-                        map,
-                        |v| Shadow::deserialize(v),
-                        |t| Shadow::serialize(t, ::serde_json::value::Serializer),
-                        |t| &mut t.extra,
-                    )
-                    .map_err(<D::Error as ::serde::de::Error>::custom)
+        impl $name {
+            /// Serializes the struct, optionally with a leading tag entry (the
+            /// `"handler"` of a handler), which wins over `extra`.
+            pub(crate) fn serialize_tagged<S>(
+                &self,
+                tag: ::std::option::Option<(&str, &str)>,
+                serializer: S,
+            ) -> ::std::result::Result<S::Ok, S::Error>
+            where
+                S: ::serde::Serializer,
+            {
+                use $crate::model::lossless::Omit as _;
+                use ::serde::ser::SerializeMap as _;
+                let typed = |k: &str| -> bool {
+                    $(
+                        if k == $crate::model::lossless::lossless_struct!(@key $field $($key)?) {
+                            return !self.$field.omit();
+                        }
+                    )*
+                    false
+                };
+                let tag_key = tag.map(|(k, _)| k);
+                let kept = || {
+                    self.extra
+                        .iter()
+                        .filter(|(k, _)| !typed(k.as_str()) && Some(k.as_str()) != tag_key)
+                };
+                let len = kept().count()
+                    + usize::from(tag.is_some())
+                    $( + usize::from(!self.$field.omit()) )*;
+                let mut map = serializer.serialize_map(Some(len))?;
+                if let Some((k, v)) = tag {
+                    map.serialize_entry(k, v)?;
                 }
+                for (k, v) in kept() {
+                    map.serialize_entry(k, v)?;
+                }
+                $(
+                    if !self.$field.omit() {
+                        map.serialize_entry(
+                            $crate::model::lossless::lossless_struct!(@key $field $($key)?),
+                            &self.$field,
+                        )?;
+                    }
+                )*
+                map.end()
             }
+        }
 
-            impl ::serde::Serialize for $name {
-                fn serialize<S>(&self, serializer: S) -> ::std::result::Result<S::Ok, S::Error>
-                where
-                    S: ::serde::Serializer,
-                {
-                    let typed = Shadow::serialize(self, ::serde_json::value::Serializer)
-                        .map_err(<S::Error as ::serde::ser::Error>::custom)?;
-                    $crate::model::lossless::serialize_merged(typed, &self.extra, serializer)
-                }
+        impl ::serde::Serialize for $name {
+            fn serialize<S>(&self, serializer: S) -> ::std::result::Result<S::Ok, S::Error>
+            where
+                S: ::serde::Serializer,
+            {
+                self.serialize_tagged(None, serializer)
             }
-        };
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+            where
+                D: ::serde::Deserializer<'de>,
+            {
+                $crate::model::lossless::deserialize_object(deserializer, stringify!($name))
+            }
+        }
     };
+    (@key $field:ident $key:literal) => { $key };
+    (@key $field:ident) => { stringify!($field) };
 }
 pub(crate) use lossless_struct;
 
-/// Deserializes a struct from `map` so that it writes back exactly `map`.
-///
-/// `de` is the plain (derived) deserializer, `ser` the plain serializer that
-/// writes only the typed fields, `extra` gives access to the struct's `extra`.
-pub(crate) fn from_map<T: Default>(
-    map: Map<String, Value>,
-    de: impl Fn(Value) -> Result<T, serde_json::Error>,
-    ser: impl Fn(&T) -> Result<Value, serde_json::Error>,
-    extra: impl Fn(&mut T) -> &mut Map<String, Value>,
-) -> Result<T, serde_json::Error> {
-    let is_exact =
-        |t: &mut T, input: &Map<String, Value>| -> Result<Vec<String>, serde_json::Error> {
-            let typed = match ser(t)? {
-                Value::Object(typed) => typed,
-                other => return Err(json_err(format!("expected an object, got {other}"))),
-            };
-            let extra = extra(t);
-            let mut bad: Vec<String> = input
-                .iter()
-                .filter(|(k, v)| match typed.get(k.as_str()) {
-                    Some(t) => t != *v,
-                    None => extra.get(k.as_str()) != Some(*v),
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            // A typed field written although the input did not have it cannot be
-            // fixed by moving keys; report it so the caller falls back.
-            bad.extend(
-                typed
-                    .keys()
-                    .filter(|k| !input.contains_key(k.as_str()))
-                    .cloned(),
-            );
-            Ok(bad)
+/// Exact conversion of a JSON value into a model field.
+pub(crate) trait FromJson: Sized {
+    /// Converts `value` so that serializing the result gives `value` back, or
+    /// returns `value` unchanged if that is not possible.
+    fn from_json(value: Value) -> Result<Self, Value>;
+}
+
+/// Whether a field is left out when serializing its struct.
+pub(crate) trait Omit {
+    /// `true` for `None` and empty collections and strings.
+    fn omit(&self) -> bool;
+}
+
+impl<T> Omit for Option<T> {
+    fn omit(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl<T> Omit for Vec<T> {
+    fn omit(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl<K, V> Omit for BTreeMap<K, V> {
+    fn omit(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+impl Omit for String {
+    fn omit(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// Converts `raw` into `field`. Returns the raw value if it has to be kept in
+/// `extra` instead: it did not convert, or the field would then be omitted.
+pub(crate) fn convert<T: FromJson + Omit>(raw: Value, field: &mut T) -> Option<Value> {
+    // Only these values can turn into an omitted field; they are cheap to copy.
+    let trivial = match &raw {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    };
+    let copy = trivial.then(|| raw.clone());
+    match T::from_json(raw) {
+        Ok(value) if !value.omit() => {
+            *field = value;
+            None
+        }
+        Ok(_) => Some(copy.unwrap_or_default()),
+        Err(raw) => Some(raw),
+    }
+}
+
+/// `Deserialize` for a [`FromJson`] type that needs a JSON object.
+pub(crate) fn deserialize_object<'de, T, D>(deserializer: D, what: &str) -> Result<T, D::Error>
+where
+    T: FromJson,
+    D: serde::Deserializer<'de>,
+{
+    let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
+    T::from_json(value).map_err(|v| {
+        <D::Error as serde::de::Error>::custom(format_args!(
+            "expected a JSON object for {what}, got {}",
+            json_type(&v)
+        ))
+    })
+}
+
+/// The JSON type of a value, for error messages.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl FromJson for Value {
+    fn from_json(value: Value) -> Result<Self, Value> {
+        Ok(value)
+    }
+}
+
+impl FromJson for Map<String, Value> {
+    fn from_json(value: Value) -> Result<Self, Value> {
+        match value {
+            Value::Object(map) => Ok(map),
+            other => Err(other),
+        }
+    }
+}
+
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(value: Value) -> Result<Self, Value> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_json(other).map(Some),
+        }
+    }
+}
+
+impl<T: FromJson + Serialize> FromJson for Vec<T> {
+    fn from_json(value: Value) -> Result<Self, Value> {
+        let Value::Array(items) = value else {
+            return Err(value);
         };
-
-    // Fast path: the typed value round-trips as a whole.
-    let bad = match de(Value::Object(map.clone())) {
-        Ok(mut t) => {
-            let bad = is_exact(&mut t, &map)?;
-            if bad.is_empty() {
-                return Ok(t);
-            }
-            bad
-        }
-        // Find the keys that do not deserialize (or round-trip) on their own.
-        Err(_) => map
-            .iter()
-            .filter(|(k, v)| {
-                let single: Map<String, Value> =
-                    std::iter::once(((*k).clone(), (*v).clone())).collect();
-                match de(Value::Object(single.clone())) {
-                    Ok(mut t) => is_exact(&mut t, &single).map_or(true, |b| !b.is_empty()),
-                    Err(_) => true,
+        let mut out = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            match T::from_json(item) {
+                Ok(converted) => out.push(converted),
+                Err(item) => {
+                    // Give the array back as it was: converted items write back
+                    // exactly, the rest are untouched.
+                    let mut restored: Vec<Value> = out.iter().map(to_value_exact).collect();
+                    restored.push(item);
+                    restored.extend(items);
+                    return Err(Value::Array(restored));
                 }
-            })
-            .map(|(k, _)| k.clone())
-            .collect(),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<T: FromJson + Serialize> FromJson for BTreeMap<String, T> {
+    fn from_json(value: Value) -> Result<Self, Value> {
+        let Value::Object(entries) = value else {
+            return Err(value);
+        };
+        let mut out = BTreeMap::new();
+        let mut entries = entries.into_iter();
+        while let Some((key, item)) = entries.next() {
+            match T::from_json(item) {
+                Ok(converted) => {
+                    out.insert(key, converted);
+                }
+                Err(item) => {
+                    let mut restored: Map<String, Value> = out
+                        .iter()
+                        .map(|(k, v)| (k.clone(), to_value_exact(v)))
+                        .collect();
+                    restored.insert(key, item);
+                    restored.extend(entries);
+                    return Err(Value::Object(restored));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Serializes a value that came from [`FromJson`] (which cannot fail for the
+/// model's types, whose map keys are strings).
+fn to_value_exact<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// [`FromJson`] for small leaf types through serde, checked by writing the
+/// value back.
+macro_rules! leaf_from_json {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl $crate::model::lossless::FromJson for $ty {
+                fn from_json(
+                    value: ::serde_json::Value,
+                ) -> ::std::result::Result<Self, ::serde_json::Value> {
+                    match <$ty as ::serde::Deserialize>::deserialize(&value) {
+                        Ok(converted)
+                            if ::serde_json::to_value(&converted).is_ok_and(|v| v == value) =>
+                        {
+                            Ok(converted)
+                        }
+                        _ => Err(value),
+                    }
+                }
+            }
+        )*
     };
-
-    // Slow path: parse without the offending keys and keep those verbatim.
-    let mut rest = map.clone();
-    let mut moved = Map::new();
-    for k in bad {
-        if let Some(v) = rest.remove(&k) {
-            moved.insert(k, v);
-        }
-    }
-    if let Ok(mut t) = de(Value::Object(rest)) {
-        extra(&mut t).extend(moved);
-        if is_exact(&mut t, &map)?.is_empty() {
-            return Ok(t);
-        }
-    }
-
-    // Last resort: nothing typed, everything kept verbatim.
-    let mut t = T::default();
-    *extra(&mut t) = map;
-    Ok(t)
 }
+pub(crate) use leaf_from_json;
 
-/// Serializes the typed fields (`typed`, an object) over `extra`.
-pub(crate) fn serialize_merged<S: Serializer>(
-    typed: Value,
-    extra: &Map<String, Value>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let Value::Object(typed) = typed else {
-        return Err(S::Error::custom(
-            "model struct did not serialize to an object",
-        ));
-    };
-    let len = typed.len()
-        + extra
-            .keys()
-            .filter(|k| !typed.contains_key(k.as_str()))
-            .count();
-    let mut map = serializer.serialize_map(Some(len))?;
-    for (k, v) in extra {
-        if !typed.contains_key(k.as_str()) {
-            map.serialize_entry(k, v)?;
-        }
-    }
-    for (k, v) in &typed {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
-}
-
-/// A custom `serde_json::Error`.
-fn json_err(msg: impl std::fmt::Display) -> serde_json::Error {
-    <serde_json::Error as serde::de::Error>::custom(msg)
-}
+leaf_from_json!(bool, u16, u64, i64, String);

@@ -83,17 +83,13 @@ lossless_struct! {
     /// [`HttpApp`], other apps are kept raw in [`Apps::extra`].
     pub struct Config {
         /// `admin`: the admin endpoint's own configuration.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub admin: Option<Admin>,
         /// `logging`: log sinks and loggers, kept as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub logging: Option<Value>,
         /// `storage`: the storage module (`{"module": "file_system", ...}`), kept
         /// as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub storage: Option<Value>,
         /// `apps`: the configured apps.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub apps: Option<Apps>,
     }
 }
@@ -102,26 +98,19 @@ lossless_struct! {
     /// `admin`: how Caddy's admin API listens and who may use it.
     pub struct Admin {
         /// `disabled`: turn the admin endpoint off.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub disabled: Option<bool>,
         /// `listen`: the admin address, e.g. `"localhost:2019"` or
         /// `"unix//run/caddy/admin.sock"`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub listen: Option<String>,
         /// `enforce_origin`: require an allowed `Origin` header.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub enforce_origin: Option<bool>,
         /// `origins`: allowed origins.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub origins: Option<Vec<String>>,
         /// `config`: config persistence and `load` modules, kept as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub config: Option<Value>,
         /// `identity`: the admin endpoint's identity, kept as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub identity: Option<Value>,
         /// `remote`: the remote (mTLS) admin endpoint, kept as raw JSON.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub remote: Option<Value>,
     }
 }
@@ -131,7 +120,6 @@ lossless_struct! {
     /// kept raw in `extra` under its name.
     pub struct Apps {
         /// `http`: the HTTP app.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub http: Option<HttpApp>,
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::lossless::leaf_from_json;
+
 /// A Caddy duration as it appears in JSON: integer nanoseconds (what
 /// `caddy adapt` writes) or a Go-style duration string such as `"10s"`,
 /// `"1m30s"` or `"2d"` (also accepted by Caddy). Kept in the form it was read
@@ -152,6 +154,8 @@ impl From<u16> for StatusCode {
         StatusCode::Code(code)
     }
 }
+
+leaf_from_json!(CaddyDuration, StatusCode);
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,9 @@ use time::OffsetDateTime;
 struct Guard(Child);
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         std::thread::sleep(Duration::from_millis(300));
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -27,16 +29,28 @@ impl Drop for Guard {
 
 #[tokio::main]
 async fn main() {
-    let version = if Version::Latest.binary().is_some() { Version::Latest } else { Version::V2_6 };
+    let version = if Version::Latest.binary().is_some() {
+        Version::Latest
+    } else {
+        Version::V2_6
+    };
     let http_port = free_port();
     let site = format!("http://{DOMAIN}:{http_port}");
     let wildcard = format!("http://*.{DOMAIN}:{http_port}");
-    let caddy = Caddy::start_caddyfile(version, &caddyfile_example(), &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)])
-        .expect("no Caddy installed: run scripts/demo, which installs it");
+    let caddy = Caddy::start_caddyfile(
+        version,
+        &caddyfile_example(),
+        &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)],
+    )
+    .expect("no Caddy installed: run scripts/demo, which installs it");
     let names = ["rhodes", "karoo", "signal-hill", "zm-tart"];
     let (upstream_port, _fleet) = start_fleet(&names).await;
     let hs = Headscale::start().await;
-    let mut nodes: Vec<SimNode> = names.iter().enumerate().map(|(i, n)| SimNode::new(i as u64 + 1, n, fleet_ip(i))).collect();
+    let mut nodes: Vec<SimNode> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| SimNode::new(i as u64 + 1, n, fleet_ip(i)))
+        .collect();
     hs.set_nodes(&nodes).await;
 
     let status_port = free_port();
@@ -49,24 +63,42 @@ async fn main() {
         .env("TART_SYNC_ROUTES_DOMAIN", DOMAIN)
         .env("TART_SYNC_ROUTES_UPSTREAM_PORT", upstream_port.to_string())
         .env("TART_SYNC_ROUTES_OFFLINE_GRACE", "5s")
-        .env("TART_SYNC_STATUS_LISTEN", format!("127.0.0.1:{status_port}"))
+        .env(
+            "TART_SYNC_STATUS_LISTEN",
+            format!("127.0.0.1:{status_port}"),
+        )
         .stdin(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e} (scripts/demo builds it)", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (scripts/demo builds it)",
+                bin.display()
+            )
+        });
     let _tart_sync = Guard(child);
 
     println!();
-    println!("=== tart-sync demo: Caddy {} on 127.0.0.1:{http_port}, {} TARTs ===", e2e::version_string(version), names.len());
+    println!(
+        "=== tart-sync demo: Caddy {} on 127.0.0.1:{http_port}, {} TARTs ===",
+        e2e::version_string(version),
+        names.len()
+    );
     println!("TART pages through Caddy (the site is {DOMAIN}, so send that Host):");
     for n in names {
         println!("  curl -H 'Host: {DOMAIN}' http://127.0.0.1:{http_port}/{n}/");
     }
     println!("Status page:        http://127.0.0.1:{status_port}/   (JSON: /api/status, metrics: /metrics)");
-    println!("Caddy's view:       curl http://{}/id/tart-sync", caddy.admin);
+    println!(
+        "Caddy's view:       curl http://{}/id/tart-sync",
+        caddy.admin
+    );
     println!("Not a TART:         curl -H 'Host: {DOMAIN}' http://127.0.0.1:{http_port}/nobody/   (the site's own 404)");
     println!("Ctrl-C stops everything.\n");
 
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let show = |label: &'static str| {
         let http = http.clone();
         async move {
@@ -78,7 +110,9 @@ async fn main() {
                     .timeout(Duration::from_secs(3))
                     .send()
                     .await;
-                let code = r.map(|r| r.status().as_u16().to_string()).unwrap_or_else(|_| "ERR".into());
+                let code = r
+                    .map(|r| r.status().as_u16().to_string())
+                    .unwrap_or_else(|_| "ERR".into());
                 line.push_str(&format!(" {n}={code}"));
             }
             println!("{line}");
