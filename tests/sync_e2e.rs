@@ -261,9 +261,10 @@ async fn caddy_restart_and_headscale_failures_lose_nothing() {
 
         // headscale failing in every way: routes stay.
         let failures = [
+            // First, while the backoff is short: an authentication failure.
+            ResponseTemplate::new(401).set_body_string("Unauthorized"),
             ResponseTemplate::new(500)
                 .set_body_json(serde_json::json!({"code": 2, "message": "boom", "details": []})),
-            ResponseTemplate::new(401).set_body_string("Unauthorized"),
             ResponseTemplate::new(200)
                 .set_body_string("{\"nodes\": [{\"id\": \"1\", \"givenName\": \"al"),
             ResponseTemplate::new(200)
@@ -272,7 +273,7 @@ async fn caddy_restart_and_headscale_failures_lose_nothing() {
         ];
         for f in failures {
             rig.hs.fail_with(f).await;
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(Duration::from_millis(2500)).await;
             assert_eq!(
                 rig.who("/alpha/").await,
                 "alpha",

@@ -187,6 +187,16 @@ impl Client {
         } else {
             self.inner.write_timeout
         };
+        if let Some(etag) = req.if_match {
+            if HeaderValue::from_str(etag.as_str()).is_err() {
+                return Err(Error::Builder {
+                    reason: format!(
+                        "ETag {:?} cannot be sent as an If-Match header",
+                        etag.as_str()
+                    ),
+                });
+            }
+        }
         let repeatable =
             req.method == Method::GET || req.method == Method::DELETE || req.if_match.is_some();
         let mut attempt = 0;

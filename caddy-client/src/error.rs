@@ -86,6 +86,14 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A config path or `@id` that cannot be addressed safely; nothing was sent.
+    #[error("invalid config path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as it would have been sent.
+        path: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The path, `@id` or key does not exist.
     #[error("{request}: not found ({status}): {message}")]
     NotFound {
@@ -194,7 +202,9 @@ impl Error {
     /// The kind of error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::InvalidAddress { .. } | Error::Builder { .. } => ErrorKind::InvalidInput,
+            Error::InvalidAddress { .. } | Error::Builder { .. } | Error::InvalidPath { .. } => {
+                ErrorKind::InvalidInput
+            }
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::PreconditionFailed { .. } => ErrorKind::PreconditionFailed,

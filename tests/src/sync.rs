@@ -112,14 +112,28 @@ impl Rig {
 
     /// GET through Caddy with this Host.
     pub async fn get_host(&self, host: &str, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("http://127.0.0.1:{}{path}", self.http_port))
-            .header("host", host)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .unwrap();
+        // A Caddy reload closes connections it was serving (Caddy's behaviour):
+        // like a browser, retry once before calling it an error.
+        let mut r = None;
+        for _ in 0..2 {
+            let attempt = self
+                .http
+                .get(format!("http://127.0.0.1:{}{path}", self.http_port))
+                .header("host", host)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            match attempt {
+                Ok(resp) => {
+                    r = Some(resp);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let Some(r) = r else {
+            return (0, "connection failed twice".to_string());
+        };
         let status = r.status().as_u16();
         let loc = r
             .headers()

@@ -153,22 +153,48 @@ impl<'c> ConfigRequest<'c> {
         }
     }
 
-    fn raw(&self, method: Method) -> RawRequest<'_> {
+    /// Refuses paths that would leave the addressed place: `.` and `..`
+    /// segments (URL resolution would send them to another endpoint, such as
+    /// `/stop`) and an `@id` containing `/` (Caddy would split it into a path).
+    fn check(&self) -> Result<(), Error> {
+        let (id, segs) = match &self.target {
+            Target::Path(p) => (None, p),
+            Target::Id(id, p) => (Some(id), p),
+        };
+        let bad = |reason: &str| Error::InvalidPath {
+            path: self.url_path(),
+            reason: reason.to_string(),
+        };
+        if let Some(id) = id {
+            if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+                return Err(bad(
+                    "an @id must be non-empty, must not contain '/' and must not be '.' or '..'",
+                ));
+            }
+        }
+        if segs.iter().any(|s| s == "." || s == "..") {
+            return Err(bad("'.' and '..' segments are not allowed"));
+        }
+        Ok(())
+    }
+
+    fn raw(&self, method: Method) -> Result<RawRequest<'_>, Error> {
+        self.check()?;
         let mut r = RawRequest::new(method, self.url_path());
         r.if_match = self.if_match.as_ref();
         r.force_reload = self.force_reload;
-        r
+        Ok(r)
     }
 
     /// Reads the value. A missing final key reads as `null` (Caddy answers 200 `null`):
     /// ask for `Option<T>` to tell that apart.
     pub async fn get<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        self.client.send_ok(self.raw(Method::GET)).await?.json()
+        self.client.send_ok(self.raw(Method::GET)?).await?.json()
     }
 
     /// Reads the value and its ETag (header on Caddy 2.8+, HTTP trailer on 2.6/2.7).
     pub async fn get_with_etag<T: DeserializeOwned>(&self) -> Result<(T, Etag), Error> {
-        let resp = self.client.send_ok(self.raw(Method::GET)).await?;
+        let resp = self.client.send_ok(self.raw(Method::GET)?).await?;
         let value = resp.json()?;
         let etag = resp.etag.clone().ok_or_else(|| Error::Decode {
             request: resp.request.clone(),
@@ -183,7 +209,7 @@ impl<'c> ConfigRequest<'c> {
         method: Method,
         body: Option<&B>,
     ) -> Result<(), Error> {
-        let mut req = self.raw(method);
+        let mut req = self.raw(method)?;
         if let Some(b) = body {
             req.body = Some(RawBody::json(b)?);
         }
