@@ -1,0 +1,1227 @@
+//! The four parts of the benchmark.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::backend::{fleet_ip, start_fleet, Backend};
+use e2e::headscale::API_KEY;
+use e2e::sync::{caddyfile_example, DOMAIN};
+use e2e::{free_port, Caddy, TempDir, Version};
+use serde_json::Value;
+use tart_sync::config::{RouteSettings, Settings};
+use tart_sync::layout::{self, bucket_key, Diff, Features, Ids};
+use tart_sync::reconcile::{Instance, Outcome};
+
+use crate::daemon::{self, Daemon};
+use crate::load::{Generator, LoadResult};
+use crate::naive::{self, Placement};
+use crate::standin::StandIn;
+use crate::{
+    err, int, median, ms, names, percentile, progress, ratio, table, Options, Report, Res,
+};
+
+/// The layouts of part 1, in the order they are interleaved.
+const LAYOUTS: [&str; 3] = ["tart-sync", "naive", "direct"];
+
+/// Runs the parts asked for and collects the report.
+pub async fn run(opts: Options) -> Res<Report> {
+    let mut report = Report::default();
+    if Version::Latest.binary().is_none() {
+        return Err(err(
+            "CADDY_BIN_LATEST is not set to an installed Caddy 2.11 (run through scripts/bench)",
+        ));
+    }
+    let caddy_version = e2e::version_string(Version::Latest);
+    let generator = Generator::detect();
+    let mut head = String::from("## Setup\n\n");
+    head.push_str(&format!(
+        "- Run: {} ({} s per load run, {} interleaved repetition(s); sizes {:?} for parts 1–2, {:?} for parts 3–4)\n",
+        if opts.smoke { "smoke (tiny; figures are not meaningful)" } else { "full" },
+        opts.secs,
+        opts.reps,
+        opts.sizes,
+        opts.daemon_sizes
+    ));
+    head.push_str(&format!("- Caddy: {caddy_version} (`CADDY_BIN_LATEST`), started from `Caddyfile.example` with the site `http://{DOMAIN}:<port>`\n"));
+    head.push_str(&format!(
+        "- Load: {}; everything on loopback\n",
+        generator.describe()
+    ));
+    head.push_str("- Backend: one small HTTP server (the e2e harness's `Backend`, axum, answers a short JSON) on 127.0.0.2; every TART dials it\n");
+    head.push_str(&format!("- Names: {}\n", names::DESCRIPTION));
+    report.sections.push(head);
+
+    if opts.parts.iter().any(|p| *p == 1 || *p == 2) {
+        let (port, backends) = start_fleet(&["tart", "tart-alt"]).await;
+        let dial = format!("{}:{port}", fleet_ip(0));
+        let alt = format!("{}:{port}", fleet_ip(1));
+        let mut fleets = Vec::new();
+        for &n in &opts.sizes {
+            progress!("setting up {n} TARTs: a Caddy with tart-sync's route, a Caddy with the naive routes");
+            let t = Instant::now();
+            fleets.push(Fleet::start(n, &dial, port).await?);
+            progress!("  ready in {:.1} s", t.elapsed().as_secs_f64());
+        }
+        let http = http_client()?;
+        for f in &fleets {
+            f.check(&http, &backends[0]).await?;
+        }
+        if opts.parts.contains(&1) {
+            routing(
+                &opts,
+                &generator,
+                &fleets,
+                SocketAddr::new(fleet_ip(0).into(), port),
+                &mut report,
+            )
+            .await?;
+        }
+        if opts.parts.contains(&2) {
+            change_cost(&opts, &mut fleets, &dial, &alt, &mut report).await?;
+        }
+        drop(fleets);
+        drop(backends);
+    }
+    if opts.parts.contains(&3) {
+        steady_state(&opts, &mut report).await?;
+    }
+    if opts.parts.contains(&4) {
+        convergence(&opts, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// A reqwest client without pooling (every Caddy reload closes kept-alive connections).
+fn http_client() -> Res<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()?)
+}
+
+/// GET `http://addr/path` with this Host: status and body, or `None` on a transport error.
+async fn get(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Option<(u16, String)> {
+    let r = http
+        .get(format!("http://{addr}{path}"))
+        .header("host", host)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.unwrap_or_default()))
+}
+
+/// Caddy 2.11 running `Caddyfile.example` with the site on a free port.
+fn site_caddy() -> Res<(Caddy, SocketAddr)> {
+    let port = free_port();
+    let site = format!("http://{DOMAIN}:{port}");
+    let wildcard = format!("http://*.{DOMAIN}:{port}");
+    let caddy = Caddy::start_caddyfile(
+        Version::Latest,
+        &caddyfile_example(),
+        &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)],
+    )
+    .ok_or_else(|| err("CADDY_BIN_LATEST is not set"))?;
+    Ok((caddy, SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)))
+}
+
+/// tart-sync's environment for this Caddy and headscale.
+fn tart_env(
+    hs_url: &str,
+    admin: &str,
+    upstream_port: u16,
+    extra: &[(&str, String)],
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = [
+        ("TART_SYNC_HEADSCALE_URL", hs_url.to_string()),
+        ("TART_SYNC_HEADSCALE_API_KEY", API_KEY.to_string()),
+        ("TART_SYNC_CADDY_ADMIN", admin.to_string()),
+        ("TART_SYNC_ROUTES_DOMAIN", DOMAIN.to_string()),
+        ("TART_SYNC_ROUTES_UPSTREAM_PORT", upstream_port.to_string()),
+        (
+            "TART_SYNC_STATUS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in extra {
+        env.insert(k.to_string(), v.clone());
+    }
+    env
+}
+
+fn settings_from(env: &BTreeMap<String, String>) -> Res<Settings> {
+    Settings::from_sources(None, &|k: &str| env.get(k).cloned(), None)
+        .map_err(|e| err(format!("settings: {e}")))
+}
+
+/// One fleet size for parts 1 and 2: Caddy A carries tart-sync's route
+/// (installed by the real reconcile), Caddy B the naive routes.
+struct Fleet {
+    n: usize,
+    order: Vec<String>,
+    targets: BTreeMap<String, String>,
+    a: Caddy,
+    a_addr: SocketAddr,
+    inst: Instance,
+    routes: RouteSettings,
+    b: Caddy,
+    b_addr: SocketAddr,
+    place: Placement,
+}
+
+impl Fleet {
+    async fn start(n: usize, dial: &str, upstream_port: u16) -> Res<Fleet> {
+        let all = names::names(n);
+        let order = names::naive_order(&all);
+        let targets: BTreeMap<String, String> = all
+            .iter()
+            .map(|name| (name.clone(), dial.to_string()))
+            .collect();
+        let (a, a_addr) = site_caddy()?;
+        let settings = settings_from(&tart_env(
+            "http://127.0.0.1:9",
+            &a.admin,
+            upstream_port,
+            &[],
+        ))?;
+        let mut inst = Instance::new(&a.admin)?;
+        match inst.reconcile(&targets, &settings.routes, true).await? {
+            Outcome::Installed { .. } => {}
+            other => {
+                return Err(err(format!(
+                    "installing tart-sync's route: unexpected {other:?}"
+                )))
+            }
+        }
+        let (b, b_addr) = site_caddy()?;
+        let place = naive::install(&naive::fresh_client(&b.admin)?, DOMAIN, &order, dial).await?;
+        Ok(Fleet {
+            n,
+            order,
+            targets,
+            a,
+            a_addr,
+            inst,
+            routes: settings.routes,
+            b,
+            b_addr,
+            place,
+        })
+    }
+
+    fn first(&self) -> &str {
+        &self.order[0]
+    }
+
+    fn last(&self) -> &str {
+        &self.order[self.order.len() - 1]
+    }
+
+    /// Both layouts route the first and last TART to the backend (prefix
+    /// stripped) and answer 404 for an unknown name.
+    async fn check(&self, http: &reqwest::Client, backend: &Backend) -> Res<()> {
+        for (label, addr) in [("tart-sync", self.a_addr), ("naive", self.b_addr)] {
+            for name in [self.first(), self.last()] {
+                let (status, body) = get(http, addr, DOMAIN, &format!("/{name}/x"))
+                    .await
+                    .ok_or_else(|| {
+                        err(format!(
+                            "{label} layout, {} TARTs: no answer for /{name}/x",
+                            self.n
+                        ))
+                    })?;
+                let v: Value = serde_json::from_str(&body).unwrap_or_default();
+                if status != 200 || v["tart"] != backend.name.as_str() || v["path"] != "/x" {
+                    return Err(err(format!(
+                        "{label} layout, {} TARTs: /{name}/x answered {status} {body:.300}",
+                        self.n
+                    )));
+                }
+            }
+            let unknown = get(http, addr, DOMAIN, "/no-such-tart/").await.map(|r| r.0);
+            if unknown != Some(404) {
+                return Err(err(format!(
+                    "{label} layout, {} TARTs: an unknown name answered {unknown:?}",
+                    self.n
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where tart-sync's layout finds `name`: position of its key in the
+    /// index map and of the name in its bucket map.
+    fn lookup_cost(&self, name: &str) -> String {
+        let desired = layout::subtree(
+            &self.targets,
+            &self.routes,
+            Features {
+                stream_close_delay: true,
+            },
+        );
+        let handlers = desired["handle"].as_array().cloned().unwrap_or_default();
+        let maps: Vec<&Value> = handlers.iter().filter(|h| h["handler"] == "map").collect();
+        let Some(index) = maps.first() else {
+            return "?".into();
+        };
+        let keys = index["mappings"].as_array().cloned().unwrap_or_default();
+        let Some(kpos) = keys.iter().position(|m| m["input"] == bucket_key(name)) else {
+            return "?".into();
+        };
+        let out = keys[kpos]["outputs"][0].clone();
+        let Some(bucket) = maps.iter().find(|m| m["destinations"][0] == out) else {
+            return "?".into();
+        };
+        let entries = bucket["mappings"].as_array().cloned().unwrap_or_default();
+        let npos = entries
+            .iter()
+            .position(|m| m["input"] == name)
+            .map_or(0, |p| p + 1);
+        format!(
+            "key `{}` #{} of {} in the index, name #{npos} of {} in its bucket ({} bucket maps)",
+            bucket_key(name),
+            kpos + 1,
+            keys.len(),
+            entries.len(),
+            maps.len() - 1
+        )
+    }
+}
+
+// ---------------------------------------------------------------- part 1
+
+async fn routing(
+    opts: &Options,
+    generator: &Generator,
+    fleets: &[Fleet],
+    direct: SocketAddr,
+    report: &mut Report,
+) -> Res<()> {
+    let mut results: BTreeMap<(usize, usize, usize), Vec<LoadResult>> = BTreeMap::new();
+    let total = opts.reps * fleets.len() * 2 * LAYOUTS.len();
+    let mut done = 0;
+    for _rep in 0..opts.reps {
+        for (fi, f) in fleets.iter().enumerate() {
+            for (wi, name) in [f.first(), f.last()].into_iter().enumerate() {
+                for (li, layout) in LAYOUTS.iter().enumerate() {
+                    let path = format!("/{name}/");
+                    let direct_host = direct.to_string();
+                    let (addr, host, path) = match li {
+                        0 => (f.a_addr, DOMAIN, path.as_str()),
+                        1 => (f.b_addr, DOMAIN, path.as_str()),
+                        _ => (direct, direct_host.as_str(), "/"),
+                    };
+                    let r = generator.run(addr, host, path, opts.secs).await?;
+                    done += 1;
+                    progress!(
+                        "[{done}/{total}] {} TARTs, {} ({name}), {layout}: {} req/s, p50 {}, p99 {}",
+                        f.n,
+                        if wi == 0 { "first" } else { "last" },
+                        int(r.rps),
+                        ms(r.p50_ms),
+                        ms(r.p99_ms)
+                    );
+                    if r.requests == 0 || r.non_2xx * 100 > r.requests {
+                        return Err(err(format!(
+                            "{layout} layout, {} TARTs, {path}: {} of {} responses were not 2xx/3xx",
+                            f.n, r.non_2xx, r.requests
+                        )));
+                    }
+                    results.entry((fi, wi, li)).or_default().push(r);
+                }
+            }
+        }
+    }
+    let med = |fi: usize, wi: usize, li: usize, f: fn(&LoadResult) -> f64| {
+        median(
+            &results
+                .get(&(fi, wi, li))
+                .map(|v| v.iter().map(f).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    };
+    let rps = |fi, wi, li| med(fi, wi, li, |r| r.rps);
+    let lat = |fi, wi, li| {
+        format!(
+            "{} / {}",
+            ms(med(fi, wi, li, |r| r.p50_ms)),
+            ms(med(fi, wi, li, |r| r.p99_ms))
+        )
+    };
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut errors = 0;
+    for (fi, f) in fleets.iter().enumerate() {
+        for (wi, name) in [f.first(), f.last()].into_iter().enumerate() {
+            let pos = if wi == 0 { 1 } else { f.n };
+            rows.push(vec![
+                int(f.n as f64),
+                format!(
+                    "{} `{name}` (route #{pos})",
+                    if wi == 0 { "first" } else { "last" }
+                ),
+                int(rps(fi, wi, 0)),
+                int(rps(fi, wi, 1)),
+                int(rps(fi, wi, 2)),
+                ratio(rps(fi, wi, 0), rps(fi, wi, 1)),
+                ratio(rps(fi, wi, 0), rps(fi, wi, 2)),
+                lat(fi, wi, 0),
+                lat(fi, wi, 1),
+                lat(fi, wi, 2),
+            ]);
+            notes.push(format!(
+                "- {} TARTs, `{name}` in tart-sync's layout: {}",
+                f.n,
+                f.lookup_cost(name)
+            ));
+            for li in 0..LAYOUTS.len() {
+                errors += results.get(&(fi, wi, li)).map_or(0, |v| {
+                    v.iter().map(|r| r.socket_errors + r.non_2xx).sum::<u64>()
+                });
+            }
+        }
+    }
+    let mut s = String::from("## 1. Request routing\n\n");
+    s.push_str(&format!(
+        "Proxied requests/s and latency (p50 / p99) through Caddy to one TART, for tart-sync's layout (one route with \
+index + bucket `map`s, installed by the real `Instance::reconcile`), the naive layout (one `handle_path /<name>/*` route \
+per TART inside the site's subroute, in the order the Caddyfile adapter lists them: longest path first) and the backend \
+directly. Medians of {} interleaved run(s) of {} s each (tart-sync, naive, direct, tart-sync, …). \"first\"/\"last\": the \
+first/last route of the naive layout.\n\n",
+        opts.reps, opts.secs
+    ));
+    s.push_str(&table(
+        &[
+            "TARTs",
+            "TART",
+            "tart-sync req/s",
+            "naive req/s",
+            "direct req/s",
+            "tart-sync ÷ naive",
+            "tart-sync ÷ direct",
+            "tart-sync p50 / p99",
+            "naive p50 / p99",
+            "direct p50 / p99",
+        ],
+        &rows,
+    ));
+    s.push_str(&format!(
+        "\nSocket errors + non-2xx responses over all runs: {errors}.\n\n"
+    ));
+    s.push_str("Where tart-sync's layout finds each name (its cost is one index scan plus one bucket scan, both linear):\n\n");
+    s.push_str(&notes.join("\n"));
+    s.push('\n');
+
+    let lo = fleets.iter().position(|f| f.n == 10);
+    let hi = fleets.iter().position(|f| f.n == 10_000);
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        let a = rps(hi, 1, 0) / rps(lo, 1, 0);
+        let b = rps(hi, 1, 1) / rps(lo, 1, 1);
+        s.push_str(&format!(
+            "\nLast TART at 10,000 ÷ at 10: tart-sync {a:.2} ({} → {} req/s), naive {b:.2} ({} → {} req/s).\n",
+            int(rps(lo, 1, 0)),
+            int(rps(hi, 1, 0)),
+            int(rps(lo, 1, 1)),
+            int(rps(hi, 1, 1))
+        ));
+        report.goal(
+            "1. last-TART req/s at 10,000 TARTs ≥ 90% of the same at 10 (tart-sync's layout)",
+            format!("{:.0}% (naive layout: {:.0}%)", a * 100.0, b * 100.0),
+            Some(a >= 0.9),
+        );
+    } else {
+        report.goal(
+            "1. last-TART req/s at 10,000 TARTs ≥ 90% of the same at 10 (tart-sync's layout)",
+            "needs sizes 10 and 10000".into(),
+            None,
+        );
+    }
+    report.sections.push(s);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- part 2
+
+/// The other dial address.
+fn flip<'a>(current: &str, dial: &'a str, alt: &'a str) -> &'a str {
+    if current == dial {
+        alt
+    } else {
+        dial
+    }
+}
+
+async fn change_cost(
+    opts: &Options,
+    fleets: &mut [Fleet],
+    dial: &str,
+    alt: &str,
+    report: &mut Report,
+) -> Res<()> {
+    let mut rows = Vec::new();
+    let mut breakdown_rows = Vec::new();
+    let mut burst_writes_ok = true;
+    let mut goal_change: Option<f64> = None;
+    for f in fleets.iter_mut() {
+        let n = f.n;
+        let xi = n / 2;
+        let x = f.order[xi].clone();
+        let mut cur = f.targets.clone();
+
+        // tart-sync: the real reconcile with one target changed.
+        let mut a_ms = Vec::new();
+        for _ in 0..opts.change_trials {
+            let next = flip(&cur[&x], dial, alt).to_string();
+            cur.insert(x.clone(), next);
+            let t = Instant::now();
+            let out = f.inst.reconcile(&cur, &f.routes, true).await?;
+            a_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            match out {
+                Outcome::Updated(d) if d.changed == vec![x.clone()] => {}
+                other => {
+                    return Err(err(format!(
+                        "one change at {n}: unexpected outcome {other:?}"
+                    )))
+                }
+            }
+        }
+        progress!(
+            "{n} TARTs: one change through reconcile: median {}",
+            ms(median(&a_ms))
+        );
+
+        // The same steps, timed one by one.
+        let ids = Ids::new(&f.routes.id_prefix);
+        let features = f.inst.features.unwrap_or(Features {
+            stream_close_delay: true,
+        });
+        let (mut get_ms, mut build_ms, mut cmp_ms, mut write_ms) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let next = flip(&cur[&x], dial, alt).to_string();
+            cur.insert(x.clone(), next);
+            let t = Instant::now();
+            let (live, etag) = f
+                .inst
+                .live(&ids)
+                .await?
+                .ok_or_else(|| err("the tart-sync route vanished"))?;
+            get_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let desired = layout::subtree(&cur, &f.routes, features);
+            build_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let same = live == desired;
+            let diff = Diff::between(&layout::targets_of(&live), &cur);
+            cmp_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            if same || diff.changed.len() != 1 {
+                return Err(err("breakdown: the change was not seen"));
+            }
+            let t = Instant::now();
+            f.inst
+                .client
+                .id(&ids.route)
+                .if_match(&etag)
+                .patch(&desired)
+                .await?;
+            write_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        breakdown_rows.push(vec![
+            int(n as f64),
+            ms(median(&get_ms)),
+            ms(median(&build_ms)),
+            ms(median(&cmp_ms)),
+            ms(median(&write_ms)),
+            ms(median(&get_ms) + median(&build_ms) + median(&cmp_ms) + median(&write_ms)),
+        ]);
+
+        // Naive: PATCH the one route.
+        let client_b = naive::fresh_client(&f.b.admin)?;
+        let naive_trials = if n >= 10_000 {
+            opts.change_trials.min(5)
+        } else {
+            opts.change_trials
+        };
+        let mut b_dial = dial.to_string();
+        let mut b_ms = Vec::new();
+        for _ in 0..naive_trials {
+            b_dial = flip(&b_dial, dial, alt).to_string();
+            let t = Instant::now();
+            naive::patch_route(
+                &client_b,
+                &f.place.route_path(xi),
+                &naive::route(&x, &b_dial),
+            )
+            .await?;
+            b_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        progress!(
+            "{n} TARTs: one change, naive PATCH: median {}",
+            ms(median(&b_ms))
+        );
+
+        // A burst of up to 100 changes in one poll.
+        let k = n.min(100);
+        let picked: Vec<usize> = (0..k).map(|j| j * n / k).collect();
+        for &i in &picked {
+            let name = &f.order[i];
+            let next = flip(&cur[name], dial, alt).to_string();
+            cur.insert(name.clone(), next);
+        }
+        let w0 = f.a.admin_writes();
+        let t = Instant::now();
+        let out = f.inst.reconcile(&cur, &f.routes, true).await?;
+        let a_burst = t.elapsed().as_secs_f64() * 1000.0;
+        let a_writes = f.a.admin_writes() - w0;
+        match out {
+            Outcome::Updated(d) if d.changed.len() == k => {}
+            other => return Err(err(format!("burst at {n}: unexpected outcome {other:?}"))),
+        }
+        burst_writes_ok &= a_writes == 1;
+        let (b_writes, b_burst) = if n < 10_000 || opts.smoke {
+            let w0 = f.b.admin_writes();
+            let t = Instant::now();
+            for &i in &picked {
+                b_dial = flip(&b_dial, dial, alt).to_string();
+                naive::patch_route(
+                    &client_b,
+                    &f.place.route_path(i),
+                    &naive::route(&f.order[i], &b_dial),
+                )
+                .await?;
+            }
+            (
+                (f.b.admin_writes() - w0).to_string(),
+                ms(t.elapsed().as_secs_f64() * 1000.0),
+            )
+        } else {
+            (
+                format!("{k} (one per route; not run)"),
+                format!("≈ {} (est. {k} × one change)", ms(k as f64 * median(&b_ms))),
+            )
+        };
+        progress!(
+            "{n} TARTs: burst of {k}: tart-sync {a_writes} write(s) in {}",
+            ms(a_burst)
+        );
+        if n == 10_000 {
+            goal_change = Some(median(&a_ms));
+        }
+        let maxf = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+        rows.push(vec![
+            int(n as f64),
+            format!("{} / {}", ms(median(&a_ms)), ms(maxf(&a_ms))),
+            format!("{} / {}", ms(median(&b_ms)), ms(maxf(&b_ms))),
+            ratio(median(&a_ms), median(&b_ms)),
+            format!("{k}"),
+            format!("{a_writes}"),
+            b_writes,
+            ms(a_burst),
+            b_burst,
+        ]);
+    }
+    let mut s = String::from("## 2. Change cost\n\n");
+    s.push_str(&format!(
+        "One change: from calling `Instance::reconcile` with one target changed (GET the live route with its ETag, \
+build the desired route, compare, one guarded PATCH) to Caddy answering the write; naive: one PATCH of that TART's \
+route. Median / max of {} trial(s) ({} for naive at 10,000). Burst: up to 100 targets changed in one poll; writes \
+counted in Caddy's log (`admin.api` \"received request\", POST/PUT/PATCH/DELETE).\n\n",
+        opts.change_trials,
+        opts.change_trials.min(5)
+    ));
+    s.push_str(&table(
+        &[
+            "TARTs",
+            "one change, tart-sync",
+            "one change, naive",
+            "tart-sync ÷ naive",
+            "burst size",
+            "writes, tart-sync",
+            "writes, naive per-route",
+            "burst time, tart-sync",
+            "burst time, naive",
+        ],
+        &rows,
+    ));
+    s.push_str("\nWhere one tart-sync change spends its time (medians of 3, the same steps as `reconcile`, timed one by one):\n\n");
+    s.push_str(&table(
+        &[
+            "TARTs",
+            "GET /id/tart-sync (+ parse)",
+            "build desired (`layout::subtree`)",
+            "compare + diff",
+            "PATCH (Caddy reloads)",
+            "sum",
+        ],
+        &breakdown_rows,
+    ));
+    report.sections.push(s);
+    report.goal(
+        "2. one route change at 10,000 TARTs applied by Caddy in ≤ 100 ms",
+        goal_change.map_or("needs size 10000".into(), |v| format!("{} (median)", ms(v))),
+        goal_change.map(|v| v <= 100.0),
+    );
+    report.goal(
+        "2. exactly 1 Caddy write per burst of 100 changes",
+        if burst_writes_ok {
+            "1 at every size".into()
+        } else {
+            "more than 1 (see table 2)".into()
+        },
+        Some(burst_writes_ok),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- parts 3 and 4
+
+/// Caddy, backend, headscale stand-in and the real tart-sync binary.
+struct Live {
+    caddy: Caddy,
+    addr: SocketAddr,
+    standin: StandIn,
+    daemon: Daemon,
+    names: Vec<String>,
+    env: BTreeMap<String, String>,
+    _backend: Backend,
+    _dir: TempDir,
+}
+
+impl Live {
+    async fn start(
+        opts: &Options,
+        n: usize,
+        interval: Duration,
+        extra: &[(&str, String)],
+    ) -> Res<Live> {
+        let backend = Backend::start("tart", fleet_ip(0), 0).await?;
+        let (caddy, addr) = site_caddy()?;
+        let names = names::names(n);
+        let standin = StandIn::start(&names, fleet_ip(0)).await?;
+        let mut all: Vec<(&str, String)> = vec![(
+            "TART_SYNC_HEADSCALE_POLL_INTERVAL",
+            format!("{}ms", interval.as_millis()),
+        )];
+        all.extend(extra.iter().cloned());
+        let env = tart_env(standin.url(), &caddy.admin, backend.addr.port(), &all);
+        let dir = TempDir::new("bench");
+        let mut daemon = Daemon::spawn(&opts.tart_sync, &env, dir.path().join("tart-sync.log"))?;
+        // Installed, and a few cycles done.
+        daemon
+            .wait_counters(Duration::from_secs(120), |c| c.writes >= 1 && c.cycles >= 3)
+            .await?;
+        let http = http_client()?;
+        let first = &names[0];
+        let ok = e2e::eventually(Duration::from_secs(30), || async {
+            (get(&http, addr, DOMAIN, &format!("/{first}/"))
+                .await
+                .map(|r| r.0)
+                == Some(200))
+            .then_some(())
+        })
+        .await;
+        if ok.is_none() {
+            return Err(err(format!(
+                "{n} nodes: /{first}/ does not answer 200 through Caddy; tart-sync log:\n{}",
+                daemon::tail(&daemon.log_text(), 40)
+            )));
+        }
+        Ok(Live {
+            caddy,
+            addr,
+            standin,
+            daemon,
+            names,
+            env,
+            _backend: backend,
+            _dir: dir,
+        })
+    }
+}
+
+/// Figures of one idle window.
+struct Idle {
+    n: usize,
+    cycles: u64,
+    polls: u64,
+    standin_polls: u64,
+    cpu_ms_per_cycle: f64,
+    cycle_ms: f64,
+    poll_ms: f64,
+    peak_idle_kb: Option<u64>,
+    peak_life_kb: u64,
+    rss_kb: u64,
+    caddy_writes: usize,
+    daemon_writes: u64,
+    body_bytes: usize,
+    window_s: f64,
+    steps: Vec<(&'static str, f64)>,
+}
+
+async fn idle_run(opts: &Options, n: usize) -> Res<Idle> {
+    let interval = opts.idle_interval;
+    progress!("steady state, {n} nodes: starting Caddy, the headscale stand-in and tart-sync (poll interval {interval:?})");
+    let mut live = Live::start(opts, n, interval, &[]).await?;
+    let pid = live.daemon.pid;
+    let c = live
+        .daemon
+        .wait_counters(Duration::from_secs(60), |_| true)
+        .await?;
+    let warm = c.cycles + 5;
+    let c0 = live
+        .daemon
+        .wait_counters(Duration::from_secs(60), |c| c.cycles >= warm)
+        .await?;
+    let peak_life_kb = daemon::status_kb(pid, "VmHWM")?;
+    let reset = daemon::reset_peak_rss(pid);
+    let cpu0 = daemon::cpu_ticks(pid)?;
+    let w0 = live.caddy.admin_writes();
+    let s0 = live.standin.polls();
+    let t0 = Instant::now();
+    let target = c0.cycles + opts.idle_cycles;
+    let limit = interval * (opts.idle_cycles as u32) * 4 + Duration::from_secs(60);
+    let c1 = live
+        .daemon
+        .wait_counters(limit, |c| c.cycles >= target)
+        .await?;
+    let cpu1 = daemon::cpu_ticks(pid)?;
+    let window_s = t0.elapsed().as_secs_f64();
+    let peak_idle_kb = if reset {
+        Some(daemon::status_kb(pid, "VmHWM")?)
+    } else {
+        None
+    };
+    let rss_kb = daemon::status_kb(pid, "VmRSS")?;
+    let standin_polls = live.standin.polls() - s0;
+    let caddy_writes = live.caddy.admin_writes() - w0;
+    let cycles = c1.cycles - c0.cycles;
+    let polls = c1.polls - c0.polls;
+    let tick_ms = 1000.0 / daemon::clock_ticks() as f64;
+    let idle = Idle {
+        n,
+        cycles,
+        polls,
+        standin_polls,
+        cpu_ms_per_cycle: (cpu1 - cpu0) as f64 * tick_ms / cycles.max(1) as f64,
+        cycle_ms: (c1.cycle_seconds - c0.cycle_seconds) * 1000.0 / cycles.max(1) as f64,
+        poll_ms: (c1.poll_seconds - c0.poll_seconds) * 1000.0 / polls.max(1) as f64,
+        peak_idle_kb,
+        peak_life_kb,
+        rss_kb,
+        caddy_writes,
+        daemon_writes: c1.writes - c0.writes,
+        body_bytes: live.standin.body_len(),
+        window_s,
+        steps: idle_steps(&live).await?,
+    };
+    progress!(
+        "steady state, {n} nodes: {cycles} cycles in {window_s:.1} s, {} CPU per cycle, peak RSS {} kB, {caddy_writes} writes",
+        ms(idle.cpu_ms_per_cycle),
+        idle.peak_idle_kb.unwrap_or(peak_life_kb)
+    );
+    live.daemon.stop().await;
+    Ok(idle)
+}
+
+/// The steps of one idle cycle, timed in this process (release build) on the
+/// same data: where an idle cycle's CPU goes.
+async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
+    let settings = settings_from(&live.env)?;
+    let http = http_client()?;
+    let inst = Instance::new(&live.caddy.admin)?;
+    let ids = Ids::new(&settings.routes.id_prefix);
+    let features = Features {
+        stream_close_delay: true,
+    };
+    let url = format!("{}/api/v1/node", live.standin.url());
+    let mut t: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    let mut rec = |k: &'static str, start: Instant| {
+        t.entry(k)
+            .or_default()
+            .push(start.elapsed().as_secs_f64() * 1000.0)
+    };
+    for _ in 0..5 {
+        let s = Instant::now();
+        let body = http
+            .get(&url)
+            .bearer_auth(API_KEY)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        rec("1 fetch the node list (HTTP)", s);
+        let s = Instant::now();
+        let list = tart_sync::headscale::parse_node_list(&body)?;
+        rec("2 parse the node list", s);
+        let s = Instant::now();
+        let desired = tart_sync::desired::compute(
+            &list.nodes,
+            &settings.headscale,
+            &settings.routes,
+            time::OffsetDateTime::now_utc(),
+        );
+        let targets = desired.targets();
+        rec("3 desired state + targets", s);
+        let s = Instant::now();
+        let (live_route, _) = inst.live(&ids).await?.ok_or_else(|| err("no live route"))?;
+        rec("4 GET /id/tart-sync (+ parse)", s);
+        let s = Instant::now();
+        let want = layout::subtree(&targets, &settings.routes, features);
+        rec("5 build desired route", s);
+        let s = Instant::now();
+        let same = live_route == want;
+        rec("6 compare", s);
+        if !same {
+            return Err(err("idle: the live route differs from the desired one"));
+        }
+    }
+    Ok(t.into_iter().map(|(k, v)| (k, median(&v))).collect())
+}
+
+async fn steady_state(opts: &Options, report: &mut Report) -> Res<()> {
+    let mut runs = Vec::new();
+    for &n in &opts.daemon_sizes {
+        runs.push(idle_run(opts, n).await?);
+    }
+    let mb = |kb: u64| format!("{:.1} MB", kb as f64 / 1024.0);
+    let col = |f: &dyn Fn(&Idle) -> String| runs.iter().map(f).collect::<Vec<_>>();
+    let last_ratio = |f: &dyn Fn(&Idle) -> f64| match (runs.first(), runs.last()) {
+        (Some(a), Some(b)) if runs.len() > 1 => ratio(f(b), f(a)),
+        _ => "–".into(),
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |label: &str, vals: Vec<String>, r: String| {
+        let mut v = vec![label.to_string()];
+        v.extend(vals);
+        v.push(r);
+        rows.push(v);
+    };
+    row(
+        "idle cycles measured (`tart_sync_cycles_total`)",
+        col(&|i| i.cycles.to_string()),
+        "".into(),
+    );
+    row(
+        "headscale polls in the window (tart-sync / stand-in)",
+        col(&|i| format!("{} / {}", i.polls, i.standin_polls)),
+        "".into(),
+    );
+    row(
+        "window (wall)",
+        col(&|i| format!("{:.1} s", i.window_s)),
+        "".into(),
+    );
+    row(
+        "headscale answer size",
+        col(&|i| format!("{:.2} MB", i.body_bytes as f64 / 1e6)),
+        last_ratio(&|i| i.body_bytes as f64),
+    );
+    row(
+        "**tart-sync CPU per idle cycle** (utime+stime ÷ cycles)",
+        col(&|i| ms(i.cpu_ms_per_cycle)),
+        last_ratio(&|i| i.cpu_ms_per_cycle),
+    );
+    row(
+        "reconcile wall time per cycle (`/metrics`)",
+        col(&|i| ms(i.cycle_ms)),
+        last_ratio(&|i| i.cycle_ms),
+    );
+    row(
+        "headscale poll wall time (`/metrics`)",
+        col(&|i| ms(i.poll_ms)),
+        last_ratio(&|i| i.poll_ms),
+    );
+    row(
+        "**peak RSS in the idle window** (VmHWM after reset)",
+        col(&|i| i.peak_idle_kb.map_or("– (clear_refs refused)".into(), mb)),
+        last_ratio(&|i| i.peak_idle_kb.unwrap_or(0) as f64),
+    );
+    row(
+        "peak RSS since start (incl. first install)",
+        col(&|i| mb(i.peak_life_kb)),
+        last_ratio(&|i| i.peak_life_kb as f64),
+    );
+    row(
+        "RSS at the end",
+        col(&|i| mb(i.rss_kb)),
+        last_ratio(&|i| i.rss_kb as f64),
+    );
+    row(
+        "**Caddy writes in the window** (Caddy's log)",
+        col(&|i| i.caddy_writes.to_string()),
+        "".into(),
+    );
+    row(
+        "writes counted by tart-sync (`/metrics`)",
+        col(&|i| i.daemon_writes.to_string()),
+        "".into(),
+    );
+    let mut head: Vec<String> = vec!["".into()];
+    head.extend(runs.iter().map(|i| format!("{} nodes", int(i.n as f64))));
+    head.push("ratio (largest ÷ smallest)".into());
+    let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut s = String::from("## 3. Steady state\n\n");
+    s.push_str(&format!(
+        "The real `tart-sync run` binary (release build) as a child process, configured by environment, against the \
+headscale stand-in listing N online nodes and Caddy with the route installed. Poll interval {:?}; after 5 warm-up \
+cycles, {} idle cycles are measured: CPU from /proc/<pid>/stat, peak RSS from VmHWM in /proc/<pid>/status (reset \
+with `echo 5 > /proc/<pid>/clear_refs` at the start of the window), cycles from `/metrics`. Each cycle = one \
+headscale poll + one reconcile that finds Caddy up to date.\n\n",
+        opts.idle_interval, opts.idle_cycles
+    ));
+    s.push_str(&table(&head_ref, &rows));
+    s.push_str("\nThe steps of one idle cycle, timed in the benchmark process on the same data (medians of 5, wall time):\n\n");
+    let mut step_rows = Vec::new();
+    if let Some(first) = runs.first() {
+        for (k, (label, _)) in first.steps.iter().enumerate() {
+            let mut r = vec![label[2..].to_string()];
+            r.extend(
+                runs.iter()
+                    .map(|i| ms(i.steps.get(k).map_or(f64::NAN, |s| s.1))),
+            );
+            step_rows.push(r);
+        }
+    }
+    s.push_str(&table(&head_ref[..head_ref.len() - 1], &step_rows));
+    report.sections.push(s);
+
+    let big = runs.iter().find(|i| i.n == 10_000);
+    report.goal(
+        "3. idle cycle at 10,000 nodes ≤ 20 ms of tart-sync CPU",
+        big.map_or("needs daemon size 10000".into(), |i| ms(i.cpu_ms_per_cycle)),
+        big.map(|i| i.cpu_ms_per_cycle <= 20.0),
+    );
+    report.goal(
+        "3. peak RSS ≤ 30 MB (idle window, 10,000 nodes)",
+        big.map_or("needs daemon size 10000".into(), |i| {
+            format!(
+                "{} (since start: {})",
+                i.peak_idle_kb.map_or("–".into(), mb),
+                mb(i.peak_life_kb)
+            )
+        }),
+        big.map(|i| i.peak_idle_kb.unwrap_or(i.peak_life_kb) as f64 <= 30.0 * 1024.0),
+    );
+    let writes: usize = runs.iter().map(|i| i.caddy_writes).sum();
+    report.goal(
+        "3. 0 Caddy writes in the idle window",
+        format!("{writes} (all sizes)"),
+        (!runs.is_empty()).then_some(writes == 0),
+    );
+    Ok(())
+}
+
+/// xorshift64*, for jitter.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    fn below(&mut self, d: Duration) -> Duration {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        d.mul_f64((x >> 11) as f64 / (1u64 << 53) as f64)
+    }
+}
+
+/// Figures of one convergence run.
+struct Conv {
+    n: usize,
+    online: Vec<f64>,
+    offline: Vec<f64>,
+    timeouts: usize,
+}
+
+/// Waits until `path` answers `want`, from `since`; the time it took, or `None` after `limit`.
+async fn wait_status(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    want: u16,
+    since: Instant,
+    limit: Duration,
+) -> Option<f64> {
+    loop {
+        if get(http, addr, DOMAIN, path).await.map(|r| r.0) == Some(want) {
+            return Some(since.elapsed().as_secs_f64() * 1000.0);
+        }
+        if since.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn conv_run(opts: &Options, n: usize) -> Res<Conv> {
+    let interval = opts.conv_interval;
+    progress!(
+        "convergence, {n} nodes: starting (poll interval {interval:?}, {} trials)",
+        opts.conv_trials
+    );
+    let live = Arc::new(
+        Live::start(
+            opts,
+            n,
+            interval,
+            &[("TART_SYNC_ROUTES_OFFLINE_GRACE", "0s".into())],
+        )
+        .await?,
+    );
+    let lanes = if opts.smoke { 2 } else { 4 }.min(n);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let limit = interval * 10;
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let live = live.clone();
+        let counter = counter.clone();
+        let trials = opts.conv_trials;
+        let idx = lane * n / lanes + n / (2 * lanes);
+        tasks.spawn(async move {
+            let http = http_client()?;
+            let path = format!("/{}/", live.names[idx]);
+            let seed = Instant::now().elapsed().as_nanos() as u64
+                ^ (lane as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let mut rng = Rng::new(seed);
+            let (mut on, mut off, mut timeouts) = (Vec::new(), Vec::new(), 0usize);
+            while counter.fetch_add(1, Ordering::SeqCst) < trials {
+                tokio::time::sleep(rng.below(interval)).await;
+                live.standin.set_online(idx, false);
+                match wait_status(&http, live.addr, &path, 503, Instant::now(), limit).await {
+                    Some(v) => off.push(v),
+                    None => timeouts += 1,
+                }
+                tokio::time::sleep(rng.below(interval)).await;
+                live.standin.set_online(idx, true);
+                let t0 = Instant::now();
+                match wait_status(&http, live.addr, &path, 200, t0, limit).await {
+                    Some(v) => on.push(v),
+                    None => timeouts += 1,
+                }
+            }
+            Res::Ok((on, off, timeouts))
+        });
+    }
+    let mut conv = Conv {
+        n,
+        online: Vec::new(),
+        offline: Vec::new(),
+        timeouts: 0,
+    };
+    while let Some(r) = tasks.join_next().await {
+        let (on, off, t) = r??;
+        conv.online.extend(on);
+        conv.offline.extend(off);
+        conv.timeouts += t;
+    }
+    conv.online.sort_by(f64::total_cmp);
+    conv.offline.sort_by(f64::total_cmp);
+    progress!(
+        "convergence, {n} nodes: online→200 p50 {}, p99 {}; {} timeouts",
+        ms(percentile(&conv.online, 50.0).unwrap_or(f64::NAN)),
+        ms(percentile(&conv.online, 99.0).unwrap_or(f64::NAN)),
+        conv.timeouts
+    );
+    if let Ok(live) = Arc::try_unwrap(live) {
+        live.daemon.stop().await;
+    }
+    Ok(conv)
+}
+
+async fn convergence(opts: &Options, report: &mut Report) -> Res<()> {
+    let mut runs = Vec::new();
+    for &n in &opts.daemon_sizes {
+        runs.push(conv_run(opts, n).await?);
+    }
+    let p = |v: &[f64], q: f64| percentile(v, q).unwrap_or(f64::NAN);
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let spread = |f: &dyn Fn(&Conv) -> f64| match (runs.first(), runs.last()) {
+        (Some(a), Some(b)) if runs.len() > 1 => ratio(f(b), f(a)),
+        _ => "–".into(),
+    };
+    let mut row = |label: &str, f: &dyn Fn(&Conv) -> String, r: String| {
+        let mut v = vec![label.to_string()];
+        v.extend(runs.iter().map(f));
+        v.push(r);
+        rows.push(v);
+    };
+    row(
+        "trials (online→200 measured)",
+        &|c| c.online.len().to_string(),
+        "".into(),
+    );
+    row(
+        "**online → 200, p50**",
+        &|c| ms(p(&c.online, 50.0)),
+        spread(&|c| p(&c.online, 50.0)),
+    );
+    row(
+        "**online → 200, p99**",
+        &|c| ms(p(&c.online, 99.0)),
+        spread(&|c| p(&c.online, 99.0)),
+    );
+    row(
+        "online → 200, min / max",
+        &|c| format!("{} / {}", ms(p(&c.online, 0.0)), ms(p(&c.online, 100.0))),
+        "".into(),
+    );
+    row(
+        "offline → 503, p50 / p99",
+        &|c| format!("{} / {}", ms(p(&c.offline, 50.0)), ms(p(&c.offline, 99.0))),
+        "".into(),
+    );
+    row(
+        "trials that timed out (10 intervals)",
+        &|c| c.timeouts.to_string(),
+        "".into(),
+    );
+    let mut head: Vec<String> = vec!["".into()];
+    head.extend(runs.iter().map(|c| format!("{} nodes", int(c.n as f64))));
+    head.push("ratio (largest ÷ smallest)".into());
+    let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut s = String::from("## 4. Convergence\n\n");
+    s.push_str(&format!(
+        "The real `tart-sync run` binary, poll interval {:?}, offline grace 0 s. A trial: after a random pause \
+(uniform in one interval, so trials sample every phase of the poll cycle) the stand-in reports a node offline; once \
+its URL answers 503, another random pause, then the stand-in reports it online (t₀ = when the stand-in's answer has \
+changed) and the URL is probed through Caddy every 5 ms until it answers 200. {} lanes run trials on different nodes \
+at once. p99 is nearest-rank (with 50 trials: the maximum).\n\n",
+        opts.conv_interval,
+        if opts.smoke { 2 } else { 4 }
+    ));
+    s.push_str(&table(&head_ref, &rows));
+    report.sections.push(s);
+    let budget = opts.conv_interval.as_secs_f64() * 1000.0 + 250.0;
+    let worst = runs.iter().max_by_key(|c| c.n);
+    report.goal(
+        &format!(
+            "4. convergence p99 ≤ poll interval + 250 ms (= {})",
+            ms(budget)
+        ),
+        worst.map_or("not run".into(), |c| {
+            format!(
+                "{} at {} nodes ({} timeouts)",
+                ms(p(&c.online, 99.0)),
+                int(c.n as f64),
+                c.timeouts
+            )
+        }),
+        worst.map(|c| c.timeouts == 0 && p(&c.online, 99.0) <= budget),
+    );
+    Ok(())
+}
