@@ -179,7 +179,7 @@ impl Client {
     ///
     /// A request that fails on a connection Caddy closed (every reload closes
     /// pooled admin connections) is retried once when it is safe to repeat:
-    /// GET, DELETE, and any request guarded by `If-Match`.
+    /// GET, DELETE, `/adapt` (which changes nothing), and any request guarded by `If-Match`.
     pub(crate) async fn send(&self, req: RawRequest<'_>) -> Result<RawResponse, Error> {
         let label = format!("{} {}", req.method, req.path);
         let timeout = if req.method == Method::GET {
@@ -197,8 +197,10 @@ impl Client {
                 });
             }
         }
-        let repeatable =
-            req.method == Method::GET || req.method == Method::DELETE || req.if_match.is_some();
+        let repeatable = req.method == Method::GET
+            || req.method == Method::DELETE
+            || req.if_match.is_some()
+            || req.path == "/adapt"; // adapting changes nothing
         let mut attempt = 0;
         loop {
             attempt += 1;
