@@ -18,6 +18,7 @@ mod load;
 mod naive;
 mod names;
 mod parts;
+mod proto;
 mod standin;
 
 use std::time::Duration;
@@ -79,6 +80,12 @@ pub struct Options {
     pub conv_interval: Duration,
     /// The tart-sync binary.
     pub tart_sync: std::path::PathBuf,
+    /// Instead of benchmarking: serve Caddy, a backend and the stand-in with this many nodes, for profiling.
+    pub serve: Option<usize>,
+    /// How long `--serve` keeps everything up (seconds).
+    pub hold: u64,
+    /// Internal: measure the memory of one step in this process.
+    pub mem_probe: Option<(String, usize, std::path::PathBuf)>,
 }
 
 impl Options {
@@ -86,7 +93,7 @@ impl Options {
         let mut o = Options {
             smoke: false,
             secs: 5,
-            reps: 3,
+            reps: 4,
             sizes: vec![10, 1_000, 10_000],
             daemon_sizes: vec![10, 10_000],
             parts: vec![1, 2, 3, 4],
@@ -96,6 +103,9 @@ impl Options {
             conv_trials: 50,
             conv_interval: Duration::from_secs(1),
             tart_sync: "target/release/tart-sync".into(),
+            serve: None,
+            hold: 120,
+            mem_probe: None,
         };
         let mut explicit: Vec<String> = Vec::new();
         let mut args = std::env::args().skip(1);
@@ -113,10 +123,20 @@ impl Options {
                 "--parts" => o.parts = list(&value("--parts")?)?,
                 "--trials" => o.conv_trials = value("--trials")?.parse()?,
                 "--tart-sync" => o.tart_sync = value("--tart-sync")?.into(),
+                "--serve" => o.serve = Some(value("--serve")?.replace('_', "").parse()?),
+                "--hold" => o.hold = value("--hold")?.parse()?,
+                "--mem-probe" => {
+                    let kind = value("--mem-probe")?;
+                    let n = value("--mem-probe")?.parse()?;
+                    let dir = value("--mem-probe")?;
+                    o.mem_probe = Some((kind, n, dir.into()));
+                }
                 "-h" | "--help" => {
                     println!(
                         "usage: tart-bench [--smoke] [--secs S] [--reps R] [--sizes 10,1000,10000] \
-[--daemon-sizes 10,10000] [--parts 1,2,3,4] [--trials T] [--tart-sync BIN]"
+[--daemon-sizes 10,10000] [--parts 1,2,3,4] [--trials T] [--tart-sync BIN]\n\
+       tart-bench --serve N [--hold SECS]   (for profiling: Caddy, a backend and the headscale stand-in with N \
+nodes; prints tart-sync's environment and keeps them up)"
                     );
                     std::process::exit(0);
                 }
@@ -285,7 +305,28 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(parts::run(opts)) {
+    if let Some((kind, n, dir)) = &opts.mem_probe {
+        return match parts::mem_probe(kind, *n, dir) {
+            Ok(kb) => {
+                println!("{kb}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tart-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(n) = opts.serve {
+        return match runtime.block_on(until_signal(parts::serve(&opts, n))) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tart-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    match runtime.block_on(until_signal(parts::run(opts))) {
         Ok(report) => {
             for s in &report.sections {
                 println!("{s}");
@@ -310,6 +351,19 @@ fn main() -> std::process::ExitCode {
             eprintln!("tart-bench: HARNESS ERROR: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs `f` until SIGINT or SIGTERM; on a signal `f` is dropped, which stops
+/// every Caddy, tart-sync and load generator it started and removes their
+/// temporary directories.
+async fn until_signal<T>(f: impl std::future::Future<Output = Res<T>>) -> Res<T> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = f => r,
+        _ = tokio::signal::ctrl_c() => Err(err("interrupted (SIGINT)")),
+        _ = term.recv() => Err(err("interrupted (SIGTERM)")),
     }
 }
 

@@ -13,7 +13,7 @@ use e2e::{free_port, Caddy, TempDir, Version};
 use serde_json::Value;
 use tart_sync::config::{RouteSettings, Settings};
 use tart_sync::layout::{self, bucket_key, Diff, Features, Ids};
-use tart_sync::reconcile::{Instance, Outcome};
+use tart_sync::reconcile::{find_site, Insert, Instance, Outcome};
 
 use crate::daemon::{self, Daemon};
 use crate::load::{Generator, LoadResult};
@@ -79,6 +79,16 @@ pub async fn run(opts: Options) -> Res<Report> {
             )
             .await?;
         }
+        if opts.parts.contains(&1) {
+            let small = fleets.iter().find(|f| f.n == 10);
+            let big = fleets.iter().find(|f| f.n == 10_000);
+            if let (Some(small), Some(big)) = (small, big) {
+                let s = layout_variants(&opts, &generator, small, big).await?;
+                if let Some(sec) = report.sections.last_mut() {
+                    sec.push_str(&s);
+                }
+            }
+        }
         if opts.parts.contains(&2) {
             change_cost(&opts, &mut fleets, &dial, &alt, &mut report).await?;
         }
@@ -92,6 +102,134 @@ pub async fn run(opts: Options) -> Res<Report> {
         convergence(&opts, &mut report).await?;
     }
     Ok(report)
+}
+
+/// For profiling tart-sync by hand: Caddy from `Caddyfile.example`, a
+/// backend and the headscale stand-in with `n` online nodes; prints
+/// tart-sync's environment as `export` lines and keeps everything up for
+/// `--hold` seconds.
+pub async fn serve(opts: &Options, n: usize) -> Res<()> {
+    let backend = Backend::start("tart", fleet_ip(0), 0).await?;
+    let (caddy, addr) = site_caddy()?;
+    let standin = StandIn::start(&names::names(n), fleet_ip(0)).await?;
+    let env = tart_env(standin.url(), &caddy.admin, backend.addr.port(), &[]);
+    for (k, v) in &env {
+        println!("export {k}='{v}'");
+    }
+    println!(
+        "# Caddy's site: http://{addr} with Host: {DOMAIN}; up for {} s",
+        opts.hold
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    tokio::time::sleep(Duration::from_secs(opts.hold)).await;
+    Ok(())
+}
+
+/// The kinds of `--mem-probe`.
+pub const MEM_PROBES: [(&str, &str); 4] = [
+    (
+        "current-parse",
+        "parse the node list as tart-sync does now (`parse_node_list`: `Value` tree, then nodes)",
+    ),
+    (
+        "typed-parse",
+        "prototype: typed parse (serde derive, borrowed strings), owned nodes",
+    ),
+    (
+        "route-parse",
+        "parse the live route as tart-sync does now (GET body → `Value`)",
+    ),
+    (
+        "route-build",
+        "build the desired route (`layout::subtree` → `Value`)",
+    ),
+];
+
+/// In a fresh process (`tart-bench --mem-probe KIND N DIR`): how much the
+/// peak RSS grows (kB) during one step on N nodes. Its input is read from
+/// DIR (written by [`mem_probes`]), so no freed memory is lying around for
+/// the step to reuse.
+pub fn mem_probe(kind: &str, n: usize, dir: &std::path::Path) -> Res<u64> {
+    let pid = std::process::id();
+    let settings = settings_from(&tart_env("http://127.0.0.1:9", "127.0.0.1:2019", 8080, &[]))?;
+    let features = Features {
+        stream_close_delay: true,
+    };
+    let input = match kind {
+        "current-parse" | "typed-parse" => std::fs::read(dir.join("nodes.json"))?,
+        "route-parse" => std::fs::read(dir.join("route.json"))?,
+        "route-build" => Vec::new(),
+        other => return Err(err(format!("unknown probe {other}"))),
+    };
+    let ip = fleet_ip(0);
+    let targets: BTreeMap<String, String> = if kind == "route-build" {
+        names::names(n)
+            .into_iter()
+            .map(|name| (name, format!("{ip}:8080")))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    if !daemon::reset_peak_rss(pid) {
+        return Err(err("cannot reset the peak RSS (clear_refs)"));
+    }
+    let before = daemon::status_kb(pid, "VmRSS")?;
+    let kept: Box<dyn std::any::Any> = match kind {
+        "current-parse" => Box::new(tart_sync::headscale::parse_node_list(&input)?.nodes),
+        "typed-parse" => Box::new(crate::proto::parse_typed(&input)?),
+        "route-parse" => Box::new(serde_json::from_slice::<Value>(&input)?),
+        _ => Box::new(layout::subtree(&targets, &settings.routes, features)),
+    };
+    let peak = daemon::status_kb(pid, "VmHWM")?;
+    std::hint::black_box(&kept);
+    Ok(peak.saturating_sub(before))
+}
+
+/// Runs every `--mem-probe` for N nodes, each in a fresh process.
+fn mem_probes(n: usize) -> Res<Vec<(&'static str, u64)>> {
+    let dir = TempDir::new("bench-mem");
+    let names = names::names(n);
+    let ip = fleet_ip(0);
+    let nodes: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| e2e::headscale::SimNode::new(i as u64 + 1, name, ip).json())
+        .collect();
+    std::fs::write(
+        dir.path().join("nodes.json"),
+        serde_json::to_vec(&serde_json::json!({ "nodes": nodes }))?,
+    )?;
+    let settings = settings_from(&tart_env("http://127.0.0.1:9", "127.0.0.1:2019", 8080, &[]))?;
+    let targets: BTreeMap<String, String> = names
+        .iter()
+        .map(|n| (n.clone(), format!("{ip}:8080")))
+        .collect();
+    let route = layout::subtree(
+        &targets,
+        &settings.routes,
+        Features {
+            stream_close_delay: true,
+        },
+    );
+    std::fs::write(dir.path().join("route.json"), serde_json::to_vec(&route)?)?;
+    let exe = std::env::current_exe()?;
+    let mut out = Vec::new();
+    for (kind, label) in MEM_PROBES {
+        let o = std::process::Command::new(&exe)
+            .args(["--mem-probe", kind, &n.to_string()])
+            .arg(dir.path())
+            .output()?;
+        let text = String::from_utf8_lossy(&o.stdout);
+        let kb: u64 = text.trim().parse().map_err(|_| {
+            err(format!(
+                "--mem-probe {kind} {n}: {text}{}",
+                String::from_utf8_lossy(&o.stderr)
+            ))
+        })?;
+        out.push((label, kb));
+    }
+    Ok(out)
 }
 
 /// A reqwest client without pooling (every Caddy reload closes kept-alive connections).
@@ -437,6 +575,17 @@ first/last route of the naive layout.\n\n",
             int(rps(lo, 1, 1)),
             int(rps(hi, 1, 1))
         ));
+        let runs = |fi: usize, li: usize| {
+            results
+                .get(&(fi, 1, li))
+                .map(|v| v.iter().map(|r| int(r.rps)).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        };
+        s.push_str(&format!(
+            "Each run, in run order (req/s): tart-sync, last TART, at 10: {}; at 10,000: {}.\n",
+            runs(lo, 0),
+            runs(hi, 0)
+        ));
         report.goal(
             "1. last-TART req/s at 10,000 TARTs ≥ 90% of the same at 10 (tart-sync's layout)",
             format!("{:.0}% (naive layout: {:.0}%)", a * 100.0, b * 100.0),
@@ -451,6 +600,259 @@ first/last route of the naive layout.\n\n",
     }
     report.sections.push(s);
     Ok(())
+}
+
+/// Variants of tart-sync's route, to find what its per-request cost follows.
+mod variant {
+    use serde_json::{json, Value};
+
+    fn handlers(route: &Value) -> Vec<Value> {
+        route["handle"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn is_bucket(h: &Value) -> bool {
+        h["handler"] == "map" && h["@id"].as_str().is_some_and(|id| id.contains("-bucket-"))
+    }
+
+    fn is_index(h: &Value) -> bool {
+        h["handler"] == "map" && h["@id"].as_str().is_some_and(|id| id.ends_with("-index"))
+    }
+
+    /// Map handlers in the route.
+    pub fn maps(route: &Value) -> usize {
+        handlers(route)
+            .iter()
+            .filter(|h| h["handler"] == "map")
+            .count()
+    }
+
+    /// The bucket maps folded into `k` (bucket i → i mod k), the index pointed at them.
+    pub fn merged(route: &Value, k: usize) -> Value {
+        let hs = handlers(route);
+        let buckets: Vec<&Value> = hs.iter().filter(|h| is_bucket(h)).collect();
+        let dest = |i: usize| {
+            buckets
+                .get(i)
+                .map(|b| b["destinations"][0].clone())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for h in &hs {
+            if is_index(h) {
+                let mut idx = h.clone();
+                if let Some(ms) = idx["mappings"].as_array_mut() {
+                    for m in ms {
+                        let cur = m["outputs"][0].clone();
+                        if let Some(i) = buckets.iter().position(|b| b["destinations"][0] == cur) {
+                            m["outputs"][0] = dest(i % k);
+                        }
+                    }
+                }
+                out.push(idx);
+                for j in 0..k.min(buckets.len()) {
+                    let mut b = buckets[j].clone();
+                    let all: Vec<Value> = (0..buckets.len())
+                        .filter(|i| i % k == j)
+                        .flat_map(|i| {
+                            buckets[i]["mappings"]
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    b["mappings"] = Value::Array(all);
+                    out.push(b);
+                }
+            } else if !is_bucket(h) {
+                out.push(h.clone());
+            }
+        }
+        let mut r = route.clone();
+        r["handle"] = Value::Array(out);
+        r
+    }
+
+    /// Index and buckets replaced by one map of every name.
+    pub fn one_map(route: &Value) -> Value {
+        let hs = handlers(route);
+        let buckets: Vec<&Value> = hs.iter().filter(|h| is_bucket(h)).collect();
+        let mut out = Vec::new();
+        for h in &hs {
+            if is_index(h) {
+                let all: Vec<Value> = buckets
+                    .iter()
+                    .flat_map(|b| b["mappings"].as_array().cloned().unwrap_or_default())
+                    .collect();
+                out.push(json!({
+                    "handler": "map",
+                    "source": buckets.first().map(|b| b["source"].clone()).unwrap_or_default(),
+                    "destinations": h["destinations"].clone(),
+                    "mappings": all,
+                    "defaults": [""],
+                }));
+            } else if !is_bucket(h) {
+                out.push(h.clone());
+            }
+        }
+        let mut r = route.clone();
+        r["handle"] = Value::Array(out);
+        r
+    }
+
+    /// Empty bucket maps added after the existing ones, up to `k` buckets.
+    pub fn padded(route: &Value, k: usize) -> Value {
+        let hs = handlers(route);
+        let buckets: Vec<&Value> = hs.iter().filter(|h| is_bucket(h)).collect();
+        let Some(last) = hs.iter().rposition(is_bucket) else {
+            return route.clone();
+        };
+        let mut out = hs.clone();
+        let template = buckets[0].clone();
+        for i in buckets.len()..k {
+            let mut b = template.clone();
+            b["@id"] = json!(format!("bench-pad-{i}"));
+            b["destinations"] = json!([format!("{{bench_pad_{i}}}")]);
+            b["mappings"] = json!([]);
+            out.insert(last + 1 + (i - buckets.len()), b);
+        }
+        let mut r = route.clone();
+        r["handle"] = Value::Array(out);
+        r
+    }
+}
+
+/// Part 1, why: the same routing measured with variants of tart-sync's route in
+/// one more Caddy, loaded in turn (same site, same backend, same load).
+async fn layout_variants(
+    opts: &Options,
+    generator: &Generator,
+    small: &Fleet,
+    big: &Fleet,
+) -> Res<String> {
+    progress!("layout variants: what tart-sync's per-request cost follows");
+    let (lab, lab_addr) = site_caddy()?;
+    let client = naive::fresh_client(&lab.admin)?;
+    let original: Value = client.config("").get().await?;
+    let base = match find_site(&original["apps"]["http"]["servers"], DOMAIN) {
+        Some(Insert::Before(p)) => p.strip_suffix("/0").map(str::to_string).unwrap_or(p),
+        Some(Insert::Append(p)) => p,
+        None => return Err(err("layout variants: no site")),
+    };
+    let server_routes = base
+        .split("/routes/")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + "/routes";
+    let pointer = |p: &str| format!("/{p}");
+    let id = Ids::new(&big.routes.id_prefix).route;
+    let route_big: Value = big.inst.client.id(&id).get().await?;
+    let route_small: Value = small.inst.client.id(&id).get().await?;
+    let with = |route: &Value, at: &str| -> Res<Value> {
+        let mut cfg = original.clone();
+        cfg.pointer_mut(&pointer(at))
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| err("layout variants: bad path"))?
+            .insert(0, route.clone());
+        Ok(cfg)
+    };
+    let (lb, ls) = (big.last().to_string(), small.last().to_string());
+    let variants: Vec<(String, Value, String, usize)> = vec![
+        (
+            "10 TARTs, as installed".into(),
+            with(&route_small, &base)?,
+            ls.clone(),
+            variant::maps(&route_small),
+        ),
+        (
+            "10 TARTs, padded with empty bucket maps to 32".into(),
+            with(&variant::padded(&route_small, 32), &base)?,
+            ls.clone(),
+            variant::maps(&variant::padded(&route_small, 32)),
+        ),
+        (
+            "10,000 TARTs, as installed".into(),
+            with(&route_big, &base)?,
+            lb.clone(),
+            variant::maps(&route_big),
+        ),
+        (
+            "10,000 TARTs, the same route at the top of the server's routes".into(),
+            with(&route_big, &server_routes)?,
+            lb.clone(),
+            variant::maps(&route_big),
+        ),
+        (
+            "10,000 TARTs, buckets folded into 16 maps".into(),
+            with(&variant::merged(&route_big, 16), &base)?,
+            lb.clone(),
+            variant::maps(&variant::merged(&route_big, 16)),
+        ),
+        (
+            "10,000 TARTs, buckets folded into 8 maps".into(),
+            with(&variant::merged(&route_big, 8), &base)?,
+            lb.clone(),
+            variant::maps(&variant::merged(&route_big, 8)),
+        ),
+        (
+            "10,000 TARTs, buckets folded into 4 maps".into(),
+            with(&variant::merged(&route_big, 4), &base)?,
+            lb.clone(),
+            variant::maps(&variant::merged(&route_big, 4)),
+        ),
+        (
+            "10,000 TARTs, one map of all names (no index)".into(),
+            with(&variant::one_map(&route_big), &base)?,
+            lb.clone(),
+            variant::maps(&variant::one_map(&route_big)),
+        ),
+    ];
+    let http = http_client()?;
+    let secs = opts.secs.min(3);
+    let mut res: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for _ in 0..opts.reps.min(2) {
+        for (i, (label, cfg, name, _)) in variants.iter().enumerate() {
+            client.load_forced(cfg).await?;
+            let path = format!("/{name}/");
+            let ok = e2e::eventually(Duration::from_secs(10), || async {
+                (get(&http, lab_addr, DOMAIN, &path).await.map(|r| r.0) == Some(200)).then_some(())
+            })
+            .await;
+            if ok.is_none() {
+                return Err(err(format!(
+                    "layout variant \"{label}\": {path} does not answer 200"
+                )));
+            }
+            let r = generator.run(lab_addr, DOMAIN, &path, secs).await?;
+            progress!("  {label} ({name}): {} req/s", int(r.rps));
+            res[i].push(r.rps);
+        }
+    }
+    let reference = median(&res[0]);
+    let rows: Vec<Vec<String>> = variants
+        .iter()
+        .zip(&res)
+        .map(|((label, _, name, maps), r)| {
+            vec![
+                label.clone(),
+                format!("`{name}`"),
+                maps.to_string(),
+                int(median(r)),
+                ratio(median(r), reference),
+            ]
+        })
+        .collect();
+    let mut s = format!(
+        "\n### Why: routing cost by variant of tart-sync's route\n\nThe installed route of the 10- and 10,000-TART \
+Caddies, changed one way at a time and loaded in turn into one more Caddy (same site, backend and load; last TART; \
+medians of {} interleaved run(s) of {secs} s):\n\n",
+        opts.reps.min(2)
+    );
+    s.push_str(&table(
+        &["variant", "TART", "map handlers", "req/s", "÷ first row"],
+        &rows,
+    ));
+    Ok(s)
 }
 
 // ---------------------------------------------------------------- part 2
@@ -668,6 +1070,18 @@ counted in Caddy's log (`admin.api` \"received request\", POST/PUT/PATCH/DELETE)
         ],
         &breakdown_rows,
     ));
+    if let Some(f) = fleets.iter().max_by_key(|f| f.n) {
+        progress!("{} TARTs: Caddy's reload cost by config shape", f.n);
+        let rows = reload_shapes(f, if opts.smoke { 2 } else { 5 }).await?;
+        s.push_str(&format!(
+            "\nCaddy's own reload cost at {} TARTs, by config shape (forced reloads of identical content, \
+`Cache-Control: must-revalidate`; medians of {}). Every change reloads the whole config, whatever the size of the \
+write:\n\n",
+            int(f.n as f64),
+            if opts.smoke { 2 } else { 5 }
+        ));
+        s.push_str(&table(&["config", "size", "reload"], &rows));
+    }
     report.sections.push(s);
     report.goal(
         "2. one route change at 10,000 TARTs applied by Caddy in ≤ 100 ms",
@@ -684,6 +1098,102 @@ counted in Caddy's log (`admin.api` \"received request\", POST/PUT/PATCH/DELETE)
         Some(burst_writes_ok),
     );
     Ok(())
+}
+
+/// Caddy's own reload cost at one size, by config shape: forced reloads
+/// (`Cache-Control: must-revalidate`) of the same content, so nothing but
+/// the shape differs. Rows: shape, config size, median.
+async fn reload_shapes(f: &Fleet, trials: usize) -> Res<Vec<Vec<String>>> {
+    let client = naive::fresh_client(&f.a.admin)?;
+    let ids = Ids::new(&f.routes.id_prefix);
+    let full: Value = client.config("").get().await?;
+    let route: Value = client.id(&ids.route).get().await?;
+    let base_path = match find_site(&full["apps"]["http"]["servers"], DOMAIN) {
+        Some(Insert::Before(p)) => p.strip_suffix("/0").map(str::to_string).unwrap_or(p),
+        _ => return Err(err("reload shapes: the site has no subroute")),
+    };
+    let server_routes = base_path
+        .split("/routes/")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + "/routes";
+    let pointer = |p: &str| {
+        format!(
+            "/apps/http/servers/{}",
+            p.trim_start_matches("apps/http/servers/")
+        )
+    };
+    let mut without = full.clone();
+    without
+        .pointer_mut(&pointer(&base_path))
+        .and_then(Value::as_array_mut)
+        .filter(|a| a.first().is_some_and(|r| r["@id"] == ids.route.as_str()))
+        .ok_or_else(|| err("reload shapes: the route is not first in the site"))?
+        .remove(0);
+    let mut top = without.clone();
+    top.pointer_mut(&pointer(&server_routes))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| err("reload shapes: no server routes"))?
+        .insert(0, route.clone());
+    let mappings: Vec<Value> = route["handle"]
+        .as_array()
+        .map(|hs| {
+            hs.iter()
+                .filter_map(|h| h["mappings"].as_array())
+                .flatten()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut blob = without.clone();
+    blob.pointer_mut(&pointer(&base_path)).and_then(Value::as_array_mut).ok_or_else(|| err("no site routes"))?.insert(
+        0,
+        serde_json::json!({
+            "match": [{"path": ["/never-matches/*"]}],
+            "handle": [{"handler": "static_response", "body": serde_json::to_string(&mappings)?}],
+        }),
+    );
+    let size = |v: &Value| {
+        serde_json::to_vec(v)
+            .map(|b| format!("{} kB", int(b.len() as f64 / 1000.0)))
+            .unwrap_or_default()
+    };
+    let mut rows = Vec::new();
+    let mut times = Vec::new();
+    for _ in 0..trials {
+        let t = Instant::now();
+        client.id(&ids.route).force_reload().patch(&route).await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    rows.push(vec![
+        "as installed: PATCH /id/tart-sync with the same route (forced reload)".to_string(),
+        size(&full),
+        ms(median(&times)),
+    ]);
+    let shapes = [
+        ("as installed: POST /load of the whole config", &full),
+        ("without the tart-sync route (the site alone)", &without),
+        (
+            "the same route at the top of the server's routes (one nesting level less)",
+            &top,
+        ),
+        (
+            "the route's mappings as ONE JSON string (same bytes, almost no objects)",
+            &blob,
+        ),
+    ];
+    for (label, cfg) in shapes {
+        let mut times = Vec::new();
+        for _ in 0..trials {
+            let t = Instant::now();
+            client.load_forced(cfg).await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        rows.push(vec![label.to_string(), size(cfg), ms(median(&times))]);
+    }
+    client.load_forced(&full).await?;
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------- parts 3 and 4
@@ -887,8 +1397,38 @@ async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
         if !same {
             return Err(err("idle: the live route differs from the desired one"));
         }
+        // Prototypes of the recommended idle path.
+        let s = Instant::now();
+        std::hint::black_box(crate::proto::fingerprint(&body));
+        rec("7 prototype: fingerprint the answer (SipHash)", s);
+        let s = Instant::now();
+        let typed = crate::proto::parse_typed(&body)?;
+        rec("8 prototype: typed parse (serde derive, no Value tree)", s);
+        if typed.len() != list.nodes.len() {
+            return Err(err("prototype parse: node count differs"));
+        }
+        let s = Instant::now();
+        let small: Value = inst.client.id(&ids.index).at("source").get().await?;
+        rec("9 prototype: GET one small field of the route", s);
+        std::hint::black_box(small);
     }
-    Ok(t.into_iter().map(|(k, v)| (k, median(&v))).collect())
+    let mut out: Vec<(&'static str, f64)> = t.into_iter().map(|(k, v)| (k, median(&v))).collect();
+    let step = |out: &[(&'static str, f64)], n: char| {
+        out.iter()
+            .find(|(k, _)| k.starts_with(n))
+            .map_or(0.0, |s| s.1)
+    };
+    let unchanged = step(&out, '1') + step(&out, '7') + step(&out, '9');
+    let changed = step(&out, '1') + step(&out, '8') + step(&out, '3') + step(&out, '9');
+    out.push((
+        "A → recommended idle cycle, answer unchanged (1 + 7 + 9)",
+        unchanged,
+    ));
+    out.push((
+        "B → recommended cycle, answer changed, targets equal (1 + 8 + 3 + 9)",
+        changed,
+    ));
+    Ok(out)
 }
 
 async fn steady_state(opts: &Options, report: &mut Report) -> Res<()> {
@@ -987,7 +1527,7 @@ headscale poll + one reconcile that finds Caddy up to date.\n\n",
     let mut step_rows = Vec::new();
     if let Some(first) = runs.first() {
         for (k, (label, _)) in first.steps.iter().enumerate() {
-            let mut r = vec![label[2..].to_string()];
+            let mut r = vec![label.get(2..).unwrap_or(label).to_string()];
             r.extend(
                 runs.iter()
                     .map(|i| ms(i.steps.get(k).map_or(f64::NAN, |s| s.1))),
@@ -996,6 +1536,18 @@ headscale poll + one reconcile that finds Caddy up to date.\n\n",
         }
     }
     s.push_str(&table(&head_ref[..head_ref.len() - 1], &step_rows));
+    if let Some(big) = runs.iter().map(|i| i.n).max().filter(|n| *n > 10) {
+        s.push_str(&format!(
+            "\nPeak memory of one step at {} nodes (each in a fresh process: VmHWM − RSS just before the step; its \
+input prepared first):\n\n",
+            int(big as f64)
+        ));
+        let rows: Vec<Vec<String>> = mem_probes(big)?
+            .into_iter()
+            .map(|(l, kb)| vec![l.to_string(), mb(kb)])
+            .collect();
+        s.push_str(&table(&["step", "peak RSS growth"], &rows));
+    }
     report.sections.push(s);
 
     let big = runs.iter().find(|i| i.n == 10_000);
