@@ -531,3 +531,74 @@ async fn each_caddy_is_reconciled_independently() {
     assert!(st.caddies[1].last_error.is_none());
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn idle_cycles_read_only_the_stamp_and_a_full_check_undoes_hand_edits() {
+    use tart_sync::reconcile::{Instance, Outcome};
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        let settings = rig.settings(&[]);
+        let targets: std::collections::BTreeMap<String, String> = [
+            (
+                "alpha".to_string(),
+                format!("{}:{}", fleet_ip(0), rig.upstream_port),
+            ),
+            (
+                "beta".to_string(),
+                format!("{}:{}", fleet_ip(1), rig.upstream_port),
+            ),
+        ]
+        .into();
+        let mut inst = Instance::new(&rig.caddy.admin).unwrap();
+        let out = inst
+            .reconcile(&targets, &settings.routes, false)
+            .await
+            .unwrap();
+        assert!(matches!(out, Outcome::Installed { .. }), "{v:?}: {out:?}");
+        // The route sits right before the site, in the server's own routes.
+        let servers: Value = rig
+            .caddy
+            .client()
+            .config("apps/http/servers")
+            .get()
+            .await
+            .unwrap();
+        let srv = servers.as_object().unwrap().values().next().unwrap();
+        assert_eq!(srv["routes"][0]["@id"], "tart-sync", "{v:?}");
+        assert_eq!(srv["routes"][1]["match"][0]["host"][0], "tart.test");
+
+        // Someone edits a mapping by hand (not the stamp): alpha now points at beta's backend.
+        let c = rig.caddy.client();
+        let bucket: Value = c.id("tart-sync-bucket-0").get().await.unwrap();
+        let i = bucket["mappings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|m| m["input"] == "alpha")
+            .unwrap();
+        c.id("tart-sync-bucket-0")
+            .at(&format!("mappings/{i}/outputs/0"))
+            .patch(&format!("{}:{}", fleet_ip(1), rig.upstream_port))
+            .await
+            .unwrap();
+        assert_eq!(rig.who("/alpha/").await, "beta");
+        // An idle cycle reads only the stamp (cheap) and does not notice ...
+        let writes = rig.caddy.admin_writes();
+        let out = inst
+            .reconcile(&targets, &settings.routes, false)
+            .await
+            .unwrap();
+        assert_eq!(out, Outcome::Unchanged, "{v:?}");
+        assert_eq!(rig.caddy.admin_writes(), writes);
+        // ... the periodic full comparison does, and puts it back in one write.
+        inst.full_check_every = Duration::ZERO;
+        let out = inst
+            .reconcile(&targets, &settings.routes, false)
+            .await
+            .unwrap();
+        assert!(matches!(out, Outcome::Updated(_)), "{v:?}: {out:?}");
+        assert_eq!(rig.caddy.admin_writes(), writes + 1);
+        assert_eq!(rig.who("/alpha/").await, "alpha");
+    })
+    .await;
+}

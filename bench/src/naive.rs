@@ -3,7 +3,7 @@
 
 use caddy_client::Client;
 use serde_json::{json, Value};
-use tart_sync::reconcile::{find_site, Insert};
+use tart_sync::reconcile::find_site;
 
 use crate::{err, Res};
 
@@ -67,8 +67,7 @@ impl Placement {
 pub async fn install(client: &Client, host: &str, names: &[String], dial: &str) -> Res<Placement> {
     let servers: Value = client.config("apps/http/servers").get().await?;
     let base = match find_site(&servers, host) {
-        Some(Insert::Before(p)) => p.strip_suffix("/0").map(str::to_string).unwrap_or(p),
-        Some(Insert::Append(p)) => p,
+        Some(p) => format!("{p}/handle/0/routes"),
         None => return Err(err(format!("no site for {host} in Caddy's config"))),
     };
     let existing: Vec<Value> = client

@@ -13,7 +13,7 @@ use e2e::{free_port, Caddy, TempDir, Version};
 use serde_json::Value;
 use tart_sync::config::{RouteSettings, Settings};
 use tart_sync::layout::{self, bucket_key, Diff, Features, Ids};
-use tart_sync::reconcile::{find_site, Insert, Instance, Outcome};
+use tart_sync::reconcile::{find_site, Instance, Outcome};
 
 use crate::daemon::{self, Daemon};
 use crate::load::{Generator, LoadResult};
@@ -734,8 +734,7 @@ async fn layout_variants(
     let client = naive::fresh_client(&lab.admin)?;
     let original: Value = client.config("").get().await?;
     let base = match find_site(&original["apps"]["http"]["servers"], DOMAIN) {
-        Some(Insert::Before(p)) => p.strip_suffix("/0").map(str::to_string).unwrap_or(p),
-        Some(Insert::Append(p)) => p,
+        Some(p) => format!("{p}/handle/0/routes"),
         None => return Err(err("layout variants: no site")),
     };
     let server_routes = base
@@ -1109,8 +1108,8 @@ async fn reload_shapes(f: &Fleet, trials: usize) -> Res<Vec<Vec<String>>> {
     let full: Value = client.config("").get().await?;
     let route: Value = client.id(&ids.route).get().await?;
     let base_path = match find_site(&full["apps"]["http"]["servers"], DOMAIN) {
-        Some(Insert::Before(p)) => p.strip_suffix("/0").map(str::to_string).unwrap_or(p),
-        _ => return Err(err("reload shapes: the site has no subroute")),
+        Some(p) => format!("{p}/handle/0/routes"),
+        None => return Err(err("reload shapes: no site")),
     };
     let server_routes = base_path
         .split("/routes/")

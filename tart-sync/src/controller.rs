@@ -135,6 +135,12 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// Reads the state without copying it.
+    pub fn read_state<T>(&self, f: impl FnOnce(&SyncState) -> T) -> T {
+        let guard = self.state.read().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    }
+
     fn with_state(&self, f: impl FnOnce(&mut SyncState)) {
         let mut guard = self.state.write().unwrap_or_else(|p| p.into_inner());
         f(&mut guard);
@@ -152,12 +158,12 @@ impl Context {
     /// True when every Caddy synced successfully within `window`.
     pub fn ready(&self, window: Duration) -> bool {
         let now = OffsetDateTime::now_utc();
-        let state = self.snapshot();
-        !state.caddies.is_empty()
-            && state
-                .caddies
-                .iter()
-                .all(|c| c.last_error.is_none() && c.last_sync.is_some_and(|t| now - t <= window))
+        self.read_state(|state| {
+            !state.caddies.is_empty()
+                && state.caddies.iter().all(|c| {
+                    c.last_error.is_none() && c.last_sync.is_some_and(|t| now - t <= window)
+                })
+        })
     }
 }
 
@@ -234,7 +240,9 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Desired, Headsc
             last_error: None,
             nodes_seen: nodes.len(),
         };
-        s.desired = Some(desired.clone());
+        if s.desired.as_ref() != Some(&desired) {
+            s.desired = Some(desired.clone());
+        }
     });
     Ok(desired)
 }
@@ -246,7 +254,7 @@ fn headscale_failed(ctx: &Context, err: &HeadscaleError, retry_in: Duration) {
         "headscale"
     };
     ctx.count_error(kind);
-    let first = ctx.snapshot().headscale.last_error.is_none();
+    let first = ctx.read_state(|s| s.headscale.last_error.is_none());
     if err.is_auth() {
         tracing::error!(error = %err, retry_in = ?retry_in, "headscale authentication failed; keeping the last applied routes");
     } else if first {
@@ -266,22 +274,19 @@ pub async fn sync_instance(
     ctx: &Context,
     idx: usize,
     inst: &mut Instance,
-    desired: &Desired,
+    targets: &BTreeMap<String, String>,
     allow_mass_removal: bool,
 ) -> bool {
     let started = Instant::now();
-    let targets = desired.targets();
+
     let result = inst
-        .reconcile(&targets, &ctx.settings.routes, allow_mass_removal)
+        .reconcile(targets, &ctx.settings.routes, allow_mass_removal)
         .await;
     let took = started.elapsed().as_secs_f64();
     let now = OffsetDateTime::now_utc();
     let address = inst.address.clone();
-    let was_failing = ctx
-        .snapshot()
-        .caddies
-        .get(idx)
-        .is_some_and(|c| c.last_error.is_some());
+    let was_failing =
+        ctx.read_state(|s| s.caddies.get(idx).is_some_and(|c| c.last_error.is_some()));
     let (outcome_name, ok, wrote) = match &result {
         Ok(Outcome::Unchanged) => ("unchanged", true, false),
         Ok(Outcome::Installed { path, routes }) => {
@@ -366,7 +371,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let interval = ctx.settings.headscale.poll_interval;
-    let (tx, rx) = watch::channel::<Option<Arc<Desired>>>(None);
+    let (tx, rx) = watch::channel::<Option<Arc<(Desired, BTreeMap<String, String>)>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -376,7 +381,7 @@ pub async fn run(
             loop {
                 let current = rx.borrow_and_update().clone();
                 if let Some(desired) = current {
-                    sync_instance(&ctx, idx, &mut inst, &desired, false).await;
+                    sync_instance(&ctx, idx, &mut inst, &desired.1, false).await;
                 }
                 if *shutdown.borrow() {
                     return;
@@ -399,10 +404,12 @@ pub async fn run(
         if now >= policy.next_poll {
             match poll(&ctx, &hs).await {
                 Ok(desired) => {
-                    policy.success(Instant::now());
-                    let changed = tx.borrow().as_deref() != Some(&desired);
+                    // Fixed rate: the next poll is one interval after this one started.
+                    policy.success(now);
+                    let changed = tx.borrow().as_deref().map(|d| &d.0) != Some(&desired);
                     if changed {
-                        tx.send_replace(Some(Arc::new(desired)));
+                        let targets = desired.targets();
+                        tx.send_replace(Some(Arc::new((desired, targets))));
                     }
                 }
                 Err(e) => {
@@ -430,6 +437,7 @@ pub async fn once(
     allow_mass_removal: bool,
 ) -> Result<bool, HeadscaleError> {
     let desired = poll(ctx, hs).await?;
+    let targets = desired.targets();
     let mut all = true;
     let mut insts = match instances(&ctx.settings) {
         Ok(i) => i,
@@ -439,7 +447,7 @@ pub async fn once(
         }
     };
     for (idx, inst) in insts.iter_mut().enumerate() {
-        all &= sync_instance(ctx, idx, inst, &desired, allow_mass_removal).await;
+        all &= sync_instance(ctx, idx, inst, &targets, allow_mass_removal).await;
     }
     Ok(all)
 }

@@ -920,6 +920,89 @@ mod tests {
         assert_eq!(version_from_body(b"<html>hi</html>"), None);
     }
 
+    /// A headscale 0.28-style answer with `n` distinct nodes (about 700
+    /// bytes each, like `tests/fixtures/headscale/v0.28-nodes.json`).
+    fn big_body(n: usize) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(n * 1024 + 64);
+        s.push_str("{\"nodes\":[");
+        for i in 0..n {
+            let id = i + 1;
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(
+                s,
+                concat!(
+                    r#"{{"id":"{id}","machineKey":"mkey:{id:064x}","nodeKey":"nodekey:{id:064x}","#,
+                    r#""discoKey":"discokey:{id:064x}","ipAddresses":["100.{a}.{b}.{c}","fd7a:115c:a1e0::{id:x}"],"#,
+                    r#""name":"tart-host-{id}","user":{{"id":"2147455555","name":"tagged-devices","#,
+                    r#""createdAt":"0001-01-01T00:00:00Z","displayName":"Tagged Devices","email":"","#,
+                    r#""providerId":"","provider":"","profilePicUrl":""}},"#,
+                    r#""lastSeen":"2026-07-10T08:15:02.123456789Z","expiry":null,"preAuthKey":null,"#,
+                    r#""createdAt":"2026-07-01T09:00:00Z","registerMethod":"REGISTER_METHOD_AUTH_KEY","#,
+                    r#""givenName":"tart-{id}","online":true,"approvedRoutes":[],"availableRoutes":[],"#,
+                    r#""subnetRoutes":[],"tags":["tag:tart"]}}"#
+                ),
+                id = id,
+                a = 64 + (id >> 16),
+                b = (id >> 8) & 0xff,
+                c = id & 0xff,
+            );
+        }
+        s.push_str("]}");
+        s.into_bytes()
+    }
+
+    fn status_kb(key: &str) -> u64 {
+        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn median_ms(mut times: Vec<f64>) -> f64 {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    }
+
+    /// Cost of parsing a 10,000-node answer. Run in release:
+    /// `cargo test --release -p tart-sync --lib -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement; run in release with --ignored --nocapture"]
+    fn measure_parse_10000_nodes() {
+        const N: usize = 10_000;
+        let body = big_body(N);
+        // Peak RSS first, before freed memory is lying around to be reused.
+        let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+        let before = status_kb("VmRSS");
+        let list = parse_node_list(&body);
+        let peak = status_kb("VmHWM");
+        let kept = status_kb("VmRSS");
+        let list = list.ok().unwrap_or_default();
+        assert_eq!(list.nodes.len(), N);
+        assert!(list.skipped.is_empty());
+        drop(list);
+
+        let mut parse = Vec::new();
+        for _ in 0..21 {
+            let started = std::time::Instant::now();
+            let list = std::hint::black_box(parse_node_list(std::hint::black_box(&body)));
+            parse.push(started.elapsed().as_secs_f64() * 1e3);
+            drop(list);
+        }
+        println!(
+            "{N} nodes, {:.2} MB body: parse_node_list median {:.2} ms (min {:.2} ms); \
+             peak RSS +{:.1} MB during the parse (reset: {reset}), +{:.1} MB kept",
+            body.len() as f64 / 1e6,
+            median_ms(parse.clone()),
+            parse.iter().copied().fold(f64::INFINITY, f64::min),
+            peak.saturating_sub(before) as f64 / 1024.0,
+            kept.saturating_sub(before) as f64 / 1024.0,
+        );
+    }
+
     #[test]
     fn excerpt_is_short_and_clean() {
         let long = "x\n".repeat(500);

@@ -7,7 +7,9 @@
 //! site, makes Caddy compile and try every route on every request: measured
 //! on Caddy 2.11.7, 7,253 req/s at 10 routes and 277 at 5,000. Instead
 //! tart-sync writes a single route (`@id` = `<id_prefix>`, default
-//! `tart-sync`) at the top of the site:
+//! `tart-sync`) into the server that carries the site, just before the site's
+//! own route (top-level routes are compiled once; a site's subroute is
+//! compiled on every request). It matches the site's host itself:
 //!
 //! 1. Its matcher (`path_regexp`, or `header_regexp` on Host in host mode)
 //!    captures the first path segment (or first host label) as the name,
@@ -17,14 +19,17 @@
 //!    bucket maps the name to its target: a dial address, or `offline`.
 //!    A `map` is a linear scan evaluated lazily, so each request scans one
 //!    index (≤ 1,296 keys, most frequent first) and one bucket (≈ N / buckets
-//!    names) instead of N routes. Bucket maps are few, because every `map`
-//!    handler adds a placeholder provider to every request.
-//! 3. A `vars` handler reads the result once (before any rewrite changes
-//!    what the lazy map would see).
+//!    names) instead of N routes. Bucket maps are few (at most 8), because
+//!    every `map` handler adds a placeholder provider to every request: the
+//!    benchmark measured one map handler costing as much as ~70 names scanned.
+//! 3. A `vars` handler (`@id` `<prefix>-rev`) reads the result once (before
+//!    any rewrite changes what the lazy map would see) and carries the
+//!    route's revision stamp ([`revision`]): an idle cycle reads only that
+//!    small object, not the whole route.
 //! 4. A small subroute (3 routes, constant) redirects `/<name>` to
 //!    `/<name>/`, answers 503 for offline TARTs, or strips the prefix and
 //!    proxies. An unknown name matches none of them and falls through to the
-//!    rest of the site.
+//!    site's own route.
 //!
 //! Every change of the fleet is one `PATCH /id/<prefix>`: Caddy's reload
 //! cost follows the size of the whole config, not of the patch, so patching
@@ -32,13 +37,16 @@
 
 use std::collections::BTreeMap;
 
+use std::borrow::Cow;
+
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::{RouteMode, RouteSettings};
 use crate::desired::OFFLINE;
 
 /// At most this many bucket maps (each `map` handler costs every request a little).
-pub const MAX_BUCKETS: usize = 32;
+pub const MAX_BUCKETS: usize = 8;
 /// Aim for about this many names per bucket before adding buckets.
 const NAMES_PER_BUCKET: usize = 128;
 
@@ -58,6 +66,8 @@ pub struct Ids {
     pub index: String,
     /// Prefix of the bucket maps: `<prefix>-bucket-`.
     pub bucket: String,
+    /// The `vars` handler carrying the revision stamp: `<prefix>-rev`.
+    pub rev: String,
     /// Regexp capture name and placeholder stem: `<prefix>` with `_` for `-`.
     stem: String,
 }
@@ -69,6 +79,7 @@ impl Ids {
             route: prefix.to_string(),
             index: format!("{prefix}-index"),
             bucket: format!("{prefix}-bucket-"),
+            rev: format!("{prefix}-rev"),
             stem: prefix.replace('-', "_"),
         }
     }
@@ -80,12 +91,104 @@ pub fn bucket_key(name: &str) -> &str {
     &name[n.saturating_sub(2)..]
 }
 
-/// Builds the owned route for these targets (name → dial address or [`OFFLINE`]).
+/// The owned route, ready to serialize. Built by [`route`]; the bucket maps
+/// (thousands of entries) are typed structs borrowing the names, so building
+/// and serializing them allocates little; the constant rest is plain JSON.
+#[derive(Debug, Serialize)]
+pub struct OwnedRoute<'a> {
+    #[serde(rename = "@id")]
+    id: String,
+    #[serde(rename = "match")]
+    matchers: [Value; 1],
+    handle: Vec<HandlerOut<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum HandlerOut<'a> {
+    Map(MapOut<'a>),
+    Other(Value),
+}
+
+#[derive(Debug, Serialize)]
+struct MapOut<'a> {
+    #[serde(rename = "@id")]
+    id: String,
+    handler: &'static str,
+    source: String,
+    destinations: [String; 1],
+    mappings: Vec<MappingOut<'a>>,
+    defaults: [&'static str; 1],
+}
+
+#[derive(Debug, Serialize)]
+struct MappingOut<'a> {
+    input: &'a str,
+    outputs: [Cow<'a, str>; 1],
+}
+
+/// Version of this layout, part of every revision stamp: a tart-sync that
+/// writes a different layout rewrites the route even if the fleet is the same.
+const LAYOUT_VERSION: &str = concat!("layout-2/", env!("CARGO_PKG_VERSION"));
+
+/// The revision stamp of a desired route: a stable 64-bit FNV-1a hash of the
+/// layout version, the settings that shape the route, the features, and every
+/// name → target. Stored in the route (`@id` `<prefix>-rev`), so an idle cycle
+/// compares 16 hex digits instead of the whole route.
+pub fn revision(
+    targets: &BTreeMap<String, String>,
+    routes: &RouteSettings,
+    features: Features,
+) -> String {
+    let mut h = Fnv::default();
+    h.write(LAYOUT_VERSION.as_bytes());
+    h.write(routes.domain.as_bytes());
+    h.write(routes.mode.as_str().as_bytes());
+    h.write(routes.id_prefix.as_bytes());
+    h.write(&routes.stream_close_delay.as_nanos().to_le_bytes());
+    h.write(&[u8::from(features.stream_close_delay)]);
+    for (name, target) in targets {
+        h.write(name.as_bytes());
+        h.write(&[0]);
+        h.write(target.as_bytes());
+        h.write(&[0]);
+    }
+    format!("{:016x}", h.0)
+}
+
+/// 64-bit FNV-1a: stable across processes and versions (std's hasher is not).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The owned route as a JSON value (for comparisons and `plan`).
 pub fn subtree(
     targets: &BTreeMap<String, String>,
     routes: &RouteSettings,
     features: Features,
 ) -> Value {
+    serde_json::to_value(route(targets, routes, features)).unwrap_or(Value::Null)
+}
+
+/// Builds the owned route for these targets (name → dial address or [`OFFLINE`]).
+pub fn route<'a>(
+    targets: &'a BTreeMap<String, String>,
+    routes: &RouteSettings,
+    features: Features,
+) -> OwnedRoute<'a> {
     let ids = Ids::new(&routes.id_prefix);
     let stem = &ids.stem;
     let name_ph = format!("{{http.regexp.{stem}.1}}");
@@ -95,7 +198,7 @@ pub fn subtree(
     let var_name = format!("{stem}_name");
 
     // Group names by bucket key; spread keys over buckets, biggest first, to the least full.
-    let mut by_key: BTreeMap<&str, Vec<(&String, &String)>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<(&'a str, &'a str)>> = BTreeMap::new();
     for (name, target) in targets {
         by_key
             .entry(bucket_key(name))
@@ -108,43 +211,57 @@ pub fn subtree(
         .clamp(1, MAX_BUCKETS);
     let mut keys: Vec<(&str, usize)> = by_key.iter().map(|(k, v)| (*k, v.len())).collect();
     keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); n_buckets];
+    let mut buckets: Vec<Vec<MappingOut<'a>>> = (0..n_buckets).map(|_| Vec::new()).collect();
     let mut index = Vec::with_capacity(keys.len());
     for (key, _) in &keys {
-        let (slot, _) = buckets
-            .iter()
-            .enumerate()
-            .min_by_key(|(i, b)| (b.len(), *i))
-            .unwrap_or((0, &buckets[0]));
+        let slot = (0..n_buckets)
+            .min_by_key(|i| (buckets[*i].len(), *i))
+            .unwrap_or(0);
         for (name, target) in &by_key[key] {
-            buckets[slot].push(json!({"input": name, "outputs": [target]}));
+            buckets[slot].push(MappingOut {
+                input: name,
+                outputs: [Cow::Borrowed(target)],
+            });
         }
-        index.push(json!({"input": key, "outputs": [format!("{{{stem}_b{slot}}}")]}));
+        let input: &'a str = by_key[key]
+            .first()
+            .map(|(n, _)| bucket_key(n))
+            .unwrap_or("");
+        index.push(MappingOut {
+            input,
+            outputs: [Cow::Owned(format!("{{{stem}_b{slot}}}"))],
+        });
     }
 
-    let mut handle = vec![json!({
-        "@id": ids.index,
-        "handler": "map",
-        "source": key_ph,
-        "destinations": [format!("{{{lookup}}}")],
-        "mappings": index,
-        "defaults": [""],
-    })];
+    let mut handle = Vec::with_capacity(n_buckets + 3);
+    handle.push(HandlerOut::Map(MapOut {
+        id: ids.index.clone(),
+        handler: "map",
+        source: key_ph,
+        destinations: [format!("{{{lookup}}}")],
+        mappings: index,
+        defaults: [""],
+    }));
     for (i, mappings) in buckets.into_iter().enumerate() {
-        handle.push(json!({
-            "@id": format!("{}{i}", ids.bucket),
-            "handler": "map",
-            "source": name_ph,
-            "destinations": [format!("{{{stem}_b{i}}}")],
-            "mappings": mappings,
-            "defaults": [""],
+        handle.push(HandlerOut::Map(MapOut {
+            id: format!("{}{i}", ids.bucket),
+            handler: "map",
+            source: name_ph.clone(),
+            destinations: [format!("{{{stem}_b{i}}}")],
+            mappings,
+            defaults: [""],
         }));
     }
     let mut vars = Map::new();
+    vars.insert("@id".into(), json!(ids.rev));
     vars.insert("handler".into(), json!("vars"));
     vars.insert(var_name.clone(), json!(name_ph));
     vars.insert(var_upstream.clone(), json!(format!("{{{lookup}}}")));
-    handle.push(Value::Object(vars));
+    vars.insert(
+        format!("{stem}_rev"),
+        json!(revision(targets, routes, features)),
+    );
+    handle.push(HandlerOut::Other(Value::Object(vars)));
 
     let known = json!([{ "vars": { &var_upstream: [""] } }]);
     let mut proxy = json!({
@@ -208,12 +325,14 @@ pub fn subtree(
             (matcher, vec![offline, proxy_route])
         }
     };
-    handle.push(json!({"handler": "subroute", "routes": subroutes}));
-    json!({
-        "@id": ids.route,
-        "match": [matcher],
-        "handle": handle,
-    })
+    handle.push(HandlerOut::Other(
+        json!({"handler": "subroute", "routes": subroutes}),
+    ));
+    OwnedRoute {
+        id: ids.route,
+        matchers: [matcher],
+        handle,
+    }
 }
 
 /// Reads the name → target table back out of a live owned route (for diffs and

@@ -13,6 +13,10 @@ use crate::layout::{self, Diff, Features, Ids};
 /// Attempts per reconcile when another writer changes the config between our read and write.
 const MAX_ATTEMPTS: usize = 4;
 
+/// How often an idle cycle reads and compares the whole live route instead of
+/// only its revision stamp (undoes hand edits of tart-sync's route).
+pub const FULL_CHECK_EVERY: Duration = Duration::from_secs(600);
+
 /// Why a reconcile step failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,6 +132,12 @@ pub struct Instance {
     pub features: Option<Features>,
     /// The mass-removal guard.
     pub guard: Guard,
+    /// What tart-sync last wrote or verified here: revision stamp and table.
+    last: Option<(String, BTreeMap<String, String>)>,
+    /// When the whole live route was last compared with the desired one.
+    last_full_check: Option<Instant>,
+    /// How often to compare the whole route (default [`FULL_CHECK_EVERY`]).
+    pub full_check_every: Duration,
 }
 
 impl Instance {
@@ -138,6 +148,9 @@ impl Instance {
             client: Client::new(address)?,
             features: None,
             guard: Guard::default(),
+            last: None,
+            last_full_check: None,
+            full_check_every: FULL_CHECK_EVERY,
         })
     }
 
@@ -162,8 +175,31 @@ impl Instance {
         }
     }
 
+    /// Reads the revision stamp of the live route (`/id/<prefix>-rev`), with its ETag;
+    /// `None` when absent (no route, or a route written by an older tart-sync).
+    async fn live_rev(&self, ids: &Ids) -> Result<Option<(String, Etag)>, CaddyError> {
+        match self.client.id(&ids.rev).get_with_etag::<Value>().await {
+            Ok((v, etag)) => {
+                let key = format!("{}_rev", ids.route.replace('-', "_"));
+                Ok(Some((
+                    v.get(&key)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    etag,
+                )))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Makes this Caddy carry exactly `targets`. At most one write, guarded by If-Match;
     /// a 412 re-reads and retries.
+    ///
+    /// An idle cycle reads only the small revision stamp (`/id/<prefix>-rev`) and
+    /// compares it with the stamp of the desired route; every `full_check_every`
+    /// the whole route is read and compared, so a hand edit is undone too.
     pub async fn reconcile(
         &mut self,
         targets: &BTreeMap<String, String>,
@@ -172,56 +208,90 @@ impl Instance {
     ) -> Result<Outcome, SyncError> {
         let ids = Ids::new(&routes.id_prefix);
         for _ in 0..MAX_ATTEMPTS {
-            let live = self.live(&ids).await?;
-            let features = self.features(live.is_none()).await?;
-            let desired = layout::subtree(targets, routes, features);
-            let result = match live {
-                Some((live, _)) if live == desired => return Ok(Outcome::Unchanged),
-                Some((live, etag)) => {
-                    let old = layout::targets_of(&live);
-                    let diff = Diff::between(&old, targets);
-                    let proxied = layout::proxied_count(&old);
-                    if !allow_mass_removal {
-                        let after = layout::proxied_count(targets);
-                        if let Some(remaining) = self.guard.check(
-                            &diff,
-                            proxied,
-                            after,
-                            routes.offline_grace,
-                            Instant::now(),
-                        ) {
-                            return Ok(Outcome::Held {
-                                unrouted: proxied.saturating_sub(after),
-                                proxied,
-                                remaining,
-                            });
+            let stamp = self.live_rev(&ids).await?;
+            let features = self.features(stamp.is_none()).await?;
+            let rev = layout::revision(targets, routes, features);
+            let (etag, live_table) = match stamp {
+                Some((live_rev, etag)) => {
+                    let full_due = self
+                        .last_full_check
+                        .is_none_or(|t| t.elapsed() >= self.full_check_every);
+                    if live_rev == rev && !full_due {
+                        return Ok(Outcome::Unchanged);
+                    }
+                    let known = self
+                        .last
+                        .as_ref()
+                        .filter(|(r, _)| *r == live_rev)
+                        .map(|(_, t)| t.clone());
+                    if live_rev == rev || known.is_none() {
+                        // A full read: due, or we do not know what the live route holds.
+                        match self.live(&ids).await? {
+                            Some((live, etag)) => {
+                                self.last_full_check = Some(Instant::now());
+                                let desired = layout::subtree(targets, routes, features);
+                                if live == desired {
+                                    self.last = Some((rev, targets.clone()));
+                                    return Ok(Outcome::Unchanged);
+                                }
+                                (etag, layout::targets_of(&live))
+                            }
+                            None => continue, // removed meanwhile
+                        }
+                    } else {
+                        (etag, known.unwrap_or_default())
+                    }
+                }
+                None => match self.live(&ids).await? {
+                    // A route without a stamp (older tart-sync): replace it.
+                    Some((live, etag)) => (etag, layout::targets_of(&live)),
+                    None => {
+                        let desired = layout::route(targets, routes, features);
+                        match self.install(&desired, routes).await {
+                            Ok(path) => {
+                                self.last = Some((rev, targets.clone()));
+                                self.last_full_check = Some(Instant::now());
+                                return Ok(Outcome::Installed {
+                                    path,
+                                    routes: targets.len(),
+                                });
+                            }
+                            Err(SyncError::Caddy(e)) if e.is_precondition_failed() => continue,
+                            Err(e) => return Err(e),
                         }
                     }
-                    match self
-                        .client
-                        .id(&ids.route)
-                        .if_match(&etag)
-                        .patch(&desired)
-                        .await
-                    {
-                        Ok(()) => Ok(Outcome::Updated(diff)),
-                        Err(e) => Err(SyncError::Caddy(e)),
-                    }
-                }
-                None => self
-                    .install(&desired, routes)
-                    .await
-                    .map(|path| Outcome::Installed {
-                        path,
-                        routes: targets.len(),
-                    }),
+                },
             };
-            match result {
-                // Changed or removed between our read and write: read again.
-                Err(SyncError::Caddy(e)) if e.is_precondition_failed() || e.is_not_found() => {
-                    continue
+            let diff = Diff::between(&live_table, targets);
+            let proxied = layout::proxied_count(&live_table);
+            if !allow_mass_removal {
+                let after = layout::proxied_count(targets);
+                if let Some(remaining) =
+                    self.guard
+                        .check(&diff, proxied, after, routes.offline_grace, Instant::now())
+                {
+                    return Ok(Outcome::Held {
+                        unrouted: proxied.saturating_sub(after),
+                        proxied,
+                        remaining,
+                    });
                 }
-                other => return other,
+            }
+            let desired = layout::route(targets, routes, features);
+            match self
+                .client
+                .id(&ids.route)
+                .if_match(&etag)
+                .patch(&desired)
+                .await
+            {
+                Ok(()) => {
+                    self.last = Some((rev, targets.clone()));
+                    return Ok(Outcome::Updated(diff));
+                }
+                // Changed or removed between our read and write: read again.
+                Err(e) if e.is_precondition_failed() || e.is_not_found() => continue,
+                Err(e) => return Err(SyncError::Caddy(e)),
             }
         }
         Err(SyncError::Contended {
@@ -229,52 +299,29 @@ impl Instance {
         })
     }
 
-    /// Inserts the owned route at the top of the site's subroute (or before the
-    /// site's route when the site has no subroute), guarded by the servers' ETag.
-    /// Returns the config path.
-    async fn install(&self, desired: &Value, routes: &RouteSettings) -> Result<String, SyncError> {
+    /// Inserts the owned route into the server that carries the site, just
+    /// before the site's route, guarded by the servers' ETag. Returns the path.
+    async fn install<R: serde::Serialize>(
+        &self,
+        desired: &R,
+        routes: &RouteSettings,
+    ) -> Result<String, SyncError> {
         let site = site_host(routes);
         let (servers, etag) = self
             .client
             .config("apps/http/servers")
             .get_with_etag::<Option<Value>>()
             .await?;
-        let place = servers
+        let path = servers
             .as_ref()
             .and_then(|s| find_site(s, &site))
             .ok_or(SyncError::SiteNotFound { site })?;
-        match &place {
-            Insert::Before(path) => {
-                self.client
-                    .config(path)
-                    .if_match(&etag)
-                    .put(desired)
-                    .await?
-            }
-            Insert::Append(path) => {
-                self.client
-                    .config(path)
-                    .if_match(&etag)
-                    .post(&[desired])
-                    .await?
-            }
-        }
-        Ok(place_path(&place))
-    }
-}
-
-/// Where the owned route goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Insert {
-    /// `PUT` at this array index (insert before it).
-    Before(String),
-    /// `POST` a one-element array to this (empty or missing) array.
-    Append(String),
-}
-
-fn place_path(p: &Insert) -> String {
-    match p {
-        Insert::Before(s) | Insert::Append(s) => s.clone(),
+        self.client
+            .config(&path)
+            .if_match(&etag)
+            .put(desired)
+            .await?;
+        Ok(path)
     }
 }
 
@@ -286,10 +333,30 @@ pub fn site_host(routes: &RouteSettings) -> String {
     }
 }
 
+/// True for a route written by tart-sync (any `id_prefix`): its `@id` is `P`
+/// and one of its handlers has the `@id` `P-rev`.
+pub fn is_owned_route(route: &Value) -> bool {
+    let Some(id) = route.get("@id").and_then(Value::as_str) else {
+        return false;
+    };
+    let rev = format!("{id}-rev");
+    route
+        .get("handle")
+        .and_then(Value::as_array)
+        .is_some_and(|hs| {
+            hs.iter()
+                .any(|h| h.get("@id").and_then(Value::as_str) == Some(rev.as_str()))
+        })
+}
+
 /// Finds where to insert the owned route for the site `host` in `servers`
-/// (the value of `apps/http/servers`): index 0 of the site's subroute, or the
-/// site's route itself when it has no subroute. Servers are tried in name order.
-pub fn find_site(servers: &Value, host: &str) -> Option<Insert> {
+/// (the value of `apps/http/servers`): the config path of the site's route in
+/// its server's `routes`, so that a `PUT` there inserts the owned route just
+/// before it. The owned route matches the site's host itself, so placed there
+/// it sees exactly the site's requests, and a top-level route is compiled once
+/// by Caddy instead of on every request as routes inside a site's subroute
+/// are. Servers are tried in name order.
+pub fn find_site(servers: &Value, host: &str) -> Option<String> {
     let servers = servers.as_object()?;
     let mut names: Vec<&String> = servers.keys().collect();
     names.sort();
@@ -298,7 +365,10 @@ pub fn find_site(servers: &Value, host: &str) -> Option<Insert> {
             continue;
         };
         for (i, route) in routes.iter().enumerate() {
-            let hosts = route
+            if is_owned_route(route) {
+                continue;
+            }
+            let mut hosts = route
                 .get("match")
                 .and_then(Value::as_array)
                 .into_iter()
@@ -306,29 +376,9 @@ pub fn find_site(servers: &Value, host: &str) -> Option<Insert> {
                 .filter_map(|m| m.get("host").and_then(Value::as_array))
                 .flatten()
                 .filter_map(Value::as_str);
-            if !hosts.into_iter().any(|h| h.eq_ignore_ascii_case(host)) {
-                continue;
+            if hosts.any(|h| h.eq_ignore_ascii_case(host)) {
+                return Some(format!("apps/http/servers/{name}/routes/{i}"));
             }
-            let handlers = route.get("handle").and_then(Value::as_array);
-            let sub = handlers.and_then(|hs| {
-                hs.iter()
-                    .position(|h| h.get("handler").and_then(Value::as_str) == Some("subroute"))
-            });
-            return Some(match sub {
-                Some(h) => {
-                    let base = format!("apps/http/servers/{name}/routes/{i}/handle/{h}/routes");
-                    let empty = handlers
-                        .and_then(|hs| hs[h].get("routes"))
-                        .and_then(Value::as_array)
-                        .is_none_or(|r| r.is_empty());
-                    if empty {
-                        Insert::Append(base)
-                    } else {
-                        Insert::Before(format!("{base}/0"))
-                    }
-                }
-                None => Insert::Before(format!("apps/http/servers/{name}/routes/{i}")),
-            });
         }
     }
     None
