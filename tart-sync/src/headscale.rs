@@ -7,17 +7,23 @@
 //!
 //! Nodes are parsed leniently from protojson ([`Node::from_json`]): a node
 //! that cannot be parsed (e.g. no `id`) is skipped and reported, the others
-//! are returned. Errors ([`HeadscaleError`]) never contain the API key.
+//! are returned. [`parse_node_list`] deserializes the answer straight into
+//! the few fields tart-sync reads (no `serde_json::Value` tree), and the
+//! client does not parse again an answer identical to the previous one
+//! (see [`HeadscaleClient`]). Errors ([`HeadscaleError`]) never contain the
+//! API key.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Number, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use url::Url;
@@ -208,80 +214,16 @@ impl Node {
     /// Parses one node (or 0.22 machine) of headscale's protojson.
     ///
     /// Lenient: only a missing or invalid `id`, or an `expiry` that is not
-    /// a timestamp, make it fail (the message names the problem).
+    /// a timestamp, make it fail (the message names the problem); a field
+    /// of another type than expected counts as missing, unknown fields are
+    /// ignored. [`parse_node_list`] applies the same rules straight to the
+    /// body's bytes, without building a `Value`.
     pub fn from_json(v: &Value) -> Result<Node, String> {
-        let obj = v
-            .as_object()
-            .ok_or_else(|| format!("expected an object, found {}", json_type(v)))?;
-        let id = match obj.get("id") {
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| format!("invalid id {:?}", excerpt(s)))?,
-            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| format!("invalid id {n}"))?,
-            Some(Value::Null) | None => return Err("missing id".to_owned()),
-            Some(other) => return Err(format!("invalid id ({})", json_type(other))),
-        };
-        let text = |key: &str| match obj.get(key) {
-            Some(Value::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        let user = match obj.get("user") {
-            Some(Value::Object(u)) => match u.get("name") {
-                Some(Value::String(s)) => s.clone(),
-                _ => String::new(),
-            },
-            Some(Value::String(s)) => s.clone(),
-            _ => String::new(),
-        };
-        let ip_addresses = match obj.get("ipAddresses") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .filter_map(|s| {
-                    let addr = s.split('/').next().unwrap_or(s).trim();
-                    let parsed = addr.parse::<IpAddr>().ok();
-                    if parsed.is_none() {
-                        tracing::debug!(node = id, address = %excerpt(s), "skipping unparsable IP address");
-                    }
-                    parsed
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let online = matches!(obj.get("online"), Some(Value::Bool(true)));
-        let last_seen = match timestamp_field(obj.get("lastSeen")) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::debug!(node = id, error = %e, "ignoring unparsable lastSeen");
-                None
-            }
-        };
-        let expiry = timestamp_field(obj.get("expiry")).map_err(|e| format!("expiry: {e}"))?;
-        let tags = match obj.get("tags") {
-            Some(Value::Array(items)) => string_list(items.iter()),
-            _ => {
-                let valid = obj.get("validTags").and_then(Value::as_array);
-                let forced = obj.get("forcedTags").and_then(Value::as_array);
-                string_list(
-                    valid
-                        .into_iter()
-                        .flatten()
-                        .chain(forced.into_iter().flatten()),
-                )
-            }
-        };
-        Ok(Node {
-            id,
-            name: text("name"),
-            given_name: text("givenName"),
-            user,
-            ip_addresses,
-            online,
-            last_seen,
-            expiry,
-            tags,
-        })
+        match Item::deserialize(v) {
+            Ok(Item(Ok(fields))) => fields.to_node(),
+            Ok(Item(Err(kind))) => Err(format!("expected an object, found {kind}")),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// True if the node has an expiry at or before `now`.
@@ -339,35 +281,433 @@ pub fn parse_timestamp(text: &str) -> Result<Option<OffsetDateTime>, time::error
 }
 
 /// A timestamp field: missing or `null` → `None`.
-fn timestamp_field(v: Option<&Value>) -> Result<Option<OffsetDateTime>, String> {
+fn timestamp_field(v: Option<&Loose<'_>>) -> Result<Option<OffsetDateTime>, String> {
     match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => {
+        None | Some(Loose::Null) => Ok(None),
+        Some(Loose::Str(s)) if s.is_empty() => Ok(None),
+        Some(Loose::Str(s)) => {
             parse_timestamp(s).map_err(|e| format!("{:?} is not a timestamp: {e}", excerpt(s)))
         }
-        Some(other) => Err(format!("expected a timestamp, found {}", json_type(other))),
+        Some(other) => Err(format!("expected a timestamp, found {}", other.kind())),
     }
 }
 
-fn string_list<'a>(items: impl Iterator<Item = &'a Value>) -> Vec<String> {
+/// The string items of an array field (none if it is not an array).
+fn array_items<'s, 'a>(v: &'s Option<Loose<'a>>) -> &'s [Cow<'a, str>] {
+    match v {
+        Some(Loose::Array(items)) => items,
+        _ => &[],
+    }
+}
+
+/// The strings, without duplicates, in order.
+fn string_list<'a, 'b: 'a>(items: impl Iterator<Item = &'a Cow<'b, str>>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for s in items.filter_map(Value::as_str) {
+    for s in items {
         if !out.iter().any(|t| t == s) {
-            out.push(s.to_owned());
+            out.push(s.as_ref().to_owned());
         }
     }
     out
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+// The node list is deserialized straight from the body's bytes into the
+// types below (no `serde_json::Value` tree): only the fields tart-sync
+// reads are kept, strings are borrowed from the body when they hold no
+// escapes, everything else is skipped without being stored. The visitors
+// accept a value of any JSON type where a node field, a node or a list is
+// expected, so a malformed node is reported and skipped instead of failing
+// the whole answer; only invalid JSON is an error.
+
+/// A node field's value, as much of it as the lenient node parser reads.
+#[derive(Debug)]
+enum Loose<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'a, str>),
+    /// An array: its string items (the others dropped).
+    Array(Vec<Cow<'a, str>>),
+    /// An object: its `name` if that is a string (all that is read of an
+    /// object: `user.name`).
+    Object(Option<Cow<'a, str>>),
+}
+
+impl<'a> Loose<'a> {
+    /// The JSON type, for messages (“found …”).
+    fn kind(&self) -> &'static str {
+        match self {
+            Loose::Null => "null",
+            Loose::Bool(_) => "a boolean",
+            Loose::Number(_) => "a number",
+            Loose::Str(_) => "a string",
+            Loose::Array(_) => "an array",
+            Loose::Object(_) => "an object",
+        }
+    }
+
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Loose::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LooseVisitor;
+        impl<'de> Visitor<'de> for LooseVisitor {
+            type Value = Loose<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Loose::Number(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Loose::Number(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                // As `Value` does: a non-finite number is `null`.
+                Ok(Number::from_f64(v).map_or(Loose::Null, Loose::Number))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Loose<'de>>()? {
+                    items.extend(item.into_str());
+                }
+                Ok(Loose::Array(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    if matches!(key, Key::Name) {
+                        name = map.next_value::<Loose<'de>>()?.into_str();
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Loose::Object(name))
+            }
+        }
+        deserializer.deserialize_any(LooseVisitor)
+    }
+}
+
+/// The keys the node list parser reads; any other is [`Key::Other`].
+enum Key {
+    Nodes,
+    Machines,
+    Id,
+    Name,
+    GivenName,
+    User,
+    IpAddresses,
+    Online,
+    LastSeen,
+    Expiry,
+    Tags,
+    ValidTags,
+    ForcedTags,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "nodes" => Key::Nodes,
+                    "machines" => Key::Machines,
+                    "id" => Key::Id,
+                    "name" => Key::Name,
+                    "givenName" => Key::GivenName,
+                    "user" => Key::User,
+                    "ipAddresses" => Key::IpAddresses,
+                    "online" => Key::Online,
+                    "lastSeen" => Key::LastSeen,
+                    "expiry" => Key::Expiry,
+                    "tags" => Key::Tags,
+                    "validTags" => Key::ValidTags,
+                    "forcedTags" => Key::ForcedTags,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// `Visitor` methods for the JSON types other than null that a visitor
+/// does not expect: `$other(kind)` instead of an error. `seq` or `map`
+/// adds the method for that type (the value is skipped).
+macro_rules! other_json_types {
+    ($other:expr; $($container:ident)?) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(($other)("a boolean"))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(($other)("a number"))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(($other)("a number"))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(($other)("a number"))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(($other)("a string"))
+        }
+        $(other_json_types!(@$container $other);)?
+    };
+    (@seq $other:expr) => {
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(($other)("an array"))
+        }
+    };
+    (@map $other:expr) => {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(($other)("an object"))
+        }
+    };
+}
+
+/// The fields of one node that tart-sync reads (`None`: missing).
+#[derive(Debug, Default)]
+struct NodeFields<'a> {
+    id: Option<Loose<'a>>,
+    name: Option<Loose<'a>>,
+    given_name: Option<Loose<'a>>,
+    user: Option<Loose<'a>>,
+    ip_addresses: Option<Loose<'a>>,
+    online: Option<Loose<'a>>,
+    last_seen: Option<Loose<'a>>,
+    expiry: Option<Loose<'a>>,
+    tags: Option<Loose<'a>>,
+    valid_tags: Option<Loose<'a>>,
+    forced_tags: Option<Loose<'a>>,
+}
+
+impl NodeFields<'_> {
+    /// The node, or why it cannot be one (see [`Node::from_json`]).
+    fn to_node(&self) -> Result<Node, String> {
+        let id = match &self.id {
+            Some(Loose::Str(s)) => s
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("invalid id {:?}", excerpt(s)))?,
+            Some(Loose::Number(n)) => n.as_u64().ok_or_else(|| format!("invalid id {n}"))?,
+            Some(Loose::Null) | None => return Err("missing id".to_owned()),
+            Some(other) => return Err(format!("invalid id ({})", other.kind())),
+        };
+        let text = |v: &Option<Loose<'_>>| match v {
+            Some(Loose::Str(s)) => s.as_ref().to_owned(),
+            _ => String::new(),
+        };
+        let user = match &self.user {
+            Some(Loose::Object(Some(s)) | Loose::Str(s)) => s.as_ref().to_owned(),
+            _ => String::new(),
+        };
+        let ip_addresses = match &self.ip_addresses {
+            Some(Loose::Array(items)) => items
+                .iter()
+                .filter_map(|s| {
+                    let addr = s.split('/').next().unwrap_or(s).trim();
+                    let parsed = addr.parse::<IpAddr>().ok();
+                    if parsed.is_none() {
+                        tracing::debug!(node = id, address = %excerpt(s), "skipping unparsable IP address");
+                    }
+                    parsed
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let online = matches!(self.online, Some(Loose::Bool(true)));
+        let last_seen = match timestamp_field(self.last_seen.as_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(node = id, error = %e, "ignoring unparsable lastSeen");
+                None
+            }
+        };
+        let expiry = timestamp_field(self.expiry.as_ref()).map_err(|e| format!("expiry: {e}"))?;
+        let tags = match &self.tags {
+            Some(Loose::Array(items)) => string_list(items.iter()),
+            _ => string_list(
+                array_items(&self.valid_tags)
+                    .iter()
+                    .chain(array_items(&self.forced_tags)),
+            ),
+        };
+        Ok(Node {
+            id,
+            name: text(&self.name),
+            given_name: text(&self.given_name),
+            user,
+            ip_addresses,
+            online,
+            last_seen,
+            expiry,
+            tags,
+        })
+    }
+
+    /// The `id` and the `givenName` (else `name`) as written, for
+    /// [`SkippedNode`].
+    fn identity(&self) -> (Option<String>, Option<String>) {
+        let field = |v: &Option<Loose<'_>>| match v {
+            Some(Loose::Str(s)) if !s.is_empty() => Some(excerpt(s)),
+            Some(Loose::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        (
+            field(&self.id),
+            field(&self.given_name).or_else(|| field(&self.name)),
+        )
+    }
+}
+
+/// One item of a node list: the node's fields, or the JSON type the item
+/// has instead of being an object.
+struct Item<'a>(Result<NodeFields<'a>, &'static str>);
+
+impl<'de> Deserialize<'de> for Item<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> Visitor<'de> for ItemVisitor {
+            type Value = Item<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node")
+            }
+            other_json_types!(|kind| Item(Err(kind)); seq);
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Item(Err("null")))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut f = NodeFields::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Id => &mut f.id,
+                        Key::Name => &mut f.name,
+                        Key::GivenName => &mut f.given_name,
+                        Key::User => &mut f.user,
+                        Key::IpAddresses => &mut f.ip_addresses,
+                        Key::Online => &mut f.online,
+                        Key::LastSeen => &mut f.last_seen,
+                        Key::Expiry => &mut f.expiry,
+                        Key::Tags => &mut f.tags,
+                        Key::ValidTags => &mut f.valid_tags,
+                        Key::ForcedTags => &mut f.forced_tags,
+                        Key::Nodes | Key::Machines | Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    // A repeated key: the last value counts, as in `Value`.
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(Item(Ok(f)))
+            }
+        }
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+/// The value of a `nodes` or `machines` key.
+enum ListField {
+    /// An array, its items parsed (or skipped) one by one as they are read.
+    List(NodeList),
+    Null,
+    /// Neither an array nor `null`.
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ListField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = ListField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of nodes")
+            }
+            other_json_types!(|_| ListField::Other; map);
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ListField::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = NodeList::default();
+                let mut index = 0;
+                while let Some(item) = seq.next_element::<Item<'de>>()? {
+                    list.add(index, item);
+                    index += 1;
+                }
+                Ok(ListField::List(list))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+/// A list body: its `nodes` and `machines` values, or the JSON type it has
+/// instead of being an object.
+struct ListBody(Result<ListKeys, &'static str>);
+
+#[derive(Default)]
+struct ListKeys {
+    nodes: Option<ListField>,
+    machines: Option<ListField>,
+}
+
+impl<'de> Deserialize<'de> for ListBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = ListBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            other_json_types!(|kind| ListBody(Err(kind)); seq);
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ListBody(Err("null")))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut keys = ListKeys::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Nodes => keys.nodes = Some(map.next_value()?),
+                        Key::Machines => keys.machines = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ListBody(Ok(keys)))
+            }
+        }
+        deserializer.deserialize_any(BodyVisitor)
     }
 }
 
@@ -406,58 +746,159 @@ pub struct NodeList {
     pub skipped: Vec<SkippedNode>,
 }
 
+impl NodeList {
+    /// Adds item `index` of headscale's list, as a node or as skipped.
+    fn add(&mut self, index: usize, item: Item<'_>) {
+        let (id, name, reason) = match item.0 {
+            Ok(fields) => match fields.to_node() {
+                Ok(node) => {
+                    self.nodes.push(node);
+                    return;
+                }
+                Err(reason) => {
+                    let (id, name) = fields.identity();
+                    (id, name, reason)
+                }
+            },
+            Err(kind) => (None, None, format!("expected an object, found {kind}")),
+        };
+        self.skipped.push(SkippedNode {
+            index,
+            id,
+            name,
+            reason,
+        });
+    }
+}
+
 /// Parses a list body, `{"nodes":[...]}` (0.23+) or `{"machines":[...]}`
 /// (0.22). The list key is required (headscale always emits it, as `[]`
-/// when empty), so an unrelated `{}` answer is not taken for “no nodes”.
+/// when empty), so an unrelated `{}` answer is not taken for “no nodes”;
+/// `null` is an empty list.
+///
+/// The body is deserialized straight into the few fields tart-sync reads
+/// (strings borrowed from `body`, unknown fields skipped unread), without a
+/// `serde_json::Value` tree. Nodes are parsed as [`Node::from_json`] does:
+/// one that cannot be parsed is left out and reported in
+/// [`NodeList::skipped`]; only invalid JSON or a body without the list
+/// fails as a whole.
 pub fn parse_node_list(body: &[u8]) -> Result<NodeList, HeadscaleError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| HeadscaleError::Decode {
+    let parsed: ListBody = serde_json::from_slice(body).map_err(|e| HeadscaleError::Decode {
         detail: format!("{e} (body starts with {:?})", body_excerpt(body)),
     })?;
-    let obj = value.as_object().ok_or_else(|| HeadscaleError::Decode {
+    let keys = parsed.0.map_err(|kind| HeadscaleError::Decode {
         detail: format!(
-            "expected a JSON object, found {} (body starts with {:?})",
-            json_type(&value),
+            "expected a JSON object, found {kind} (body starts with {:?})",
             body_excerpt(body)
         ),
     })?;
-    let items = match (obj.get("nodes"), obj.get("machines")) {
-        (Some(Value::Array(items)), _) | (_, Some(Value::Array(items))) => items.as_slice(),
-        (Some(Value::Null), _) | (_, Some(Value::Null)) => &[],
-        _ => {
-            return Err(HeadscaleError::Decode {
-                detail: format!(
-                    "no \"nodes\" or \"machines\" list (body starts with {:?})",
-                    body_excerpt(body)
-                ),
-            })
-        }
+    match (keys.nodes, keys.machines) {
+        (Some(ListField::List(list)), _) | (_, Some(ListField::List(list))) => Ok(list),
+        (Some(ListField::Null), _) | (_, Some(ListField::Null)) => Ok(NodeList::default()),
+        _ => Err(HeadscaleError::Decode {
+            detail: format!(
+                "no \"nodes\" or \"machines\" list (body starts with {:?})",
+                body_excerpt(body)
+            ),
+        }),
+    }
+}
+
+/// A fast, non-cryptographic 64-bit hash of `bytes` (0.4 ms for 8 MB, a
+/// quarter of std's SipHash), to recognise an answer identical to the
+/// previous one.
+///
+/// Four independent lanes take 8 bytes at a time; every step is a bijection
+/// of the lane's state, so bodies that differ in a single 8-byte word never
+/// collide. An accidental collision of other bodies of the same length is
+/// about as likely as for any 64-bit hash (2⁻⁶⁴), and lasts only until the
+/// answer changes again (`lastSeen` moves with every node's heartbeat).
+fn fingerprint(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let step = |state: u64, word: u64| (state.rotate_left(23) ^ word).wrapping_mul(K);
+    let word = |chunk: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        u64::from_le_bytes(w)
     };
-    let mut list = NodeList::default();
-    for (index, item) in items.iter().enumerate() {
-        match Node::from_json(item) {
-            Ok(node) => list.nodes.push(node),
-            Err(reason) => {
-                let field = |key: &str| match item.get(key) {
-                    Some(Value::String(s)) if !s.is_empty() => Some(excerpt(s)),
-                    Some(Value::Number(n)) => Some(n.to_string()),
-                    _ => None,
-                };
-                list.skipped.push(SkippedNode {
-                    index,
-                    id: field("id"),
-                    name: field("givenName").or_else(|| field("name")),
-                    reason,
-                });
-            }
+    let mut lanes = [
+        0x243f_6a88_85a3_08d3_u64,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    ];
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, chunk) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = step(*lane, word(chunk));
         }
     }
-    Ok(list)
+    let mut h = step(K, bytes.len() as u64);
+    for lane in lanes {
+        h = step(h, lane);
+    }
+    for &b in blocks.remainder() {
+        h = step(h, u64::from(b));
+    }
+    // Final avalanche (SplitMix64's finaliser).
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The last node list parsed, and the fingerprint of the body it came from:
+/// an idle poll (headscale answering the same bytes as last time) is not
+/// parsed again.
+#[derive(Default)]
+struct ListCache {
+    last: Mutex<Option<CachedList>>,
+}
+
+struct CachedList {
+    len: usize,
+    hash: u64,
+    list: NodeList,
+}
+
+impl ListCache {
+    /// [`parse_node_list`], or a copy of the last list when `body` is the
+    /// same (length and [`fingerprint`]) as the last body parsed.
+    fn parse(&self, body: &[u8]) -> Result<NodeList, HeadscaleError> {
+        let hash = fingerprint(body);
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            match last.as_ref() {
+                Some(c) if c.len == body.len() && c.hash == hash => {
+                    tracing::trace!(
+                        bytes = body.len(),
+                        "headscale's answer is unchanged; not parsed again"
+                    );
+                    return Ok(c.list.clone());
+                }
+                // Freed before parsing the new one (peak memory).
+                _ => *last = None,
+            }
+        }
+        let list = parse_node_list(body)?;
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedList {
+            len: body.len(),
+            hash,
+            list: list.clone(),
+        });
+        Ok(list)
+    }
 }
 
 /// Client for headscale's REST API.
 ///
 /// Cheap to share behind an `Arc`; the API key can be replaced at run time
 /// ([`HeadscaleClient::set_api_key`]). Its `Debug` never shows the key.
+///
+/// It keeps the last node list it parsed with a fingerprint (length and a
+/// fast 64-bit hash) of the answer it came from: when headscale answers
+/// exactly the same bytes again, as it does while nothing changes, the
+/// list is a copy of the kept one and the answer is not parsed again (at
+/// 10,000 nodes, an 8 MB answer: about 2.6 ms instead of 12).
 pub struct HeadscaleClient {
     http: reqwest::Client,
     /// Base URL, path ending in `/`, no credentials, query or fragment.
@@ -466,6 +907,8 @@ pub struct HeadscaleClient {
     timeout: Duration,
     /// 0 = unknown, else [`ApiGeneration::to_u8`].
     generation: AtomicU8,
+    /// The last node list and the fingerprint of its answer.
+    cache: ListCache,
 }
 
 impl fmt::Debug for HeadscaleClient {
@@ -539,6 +982,7 @@ impl HeadscaleClient {
             auth: RwLock::new(bearer(&api_key)?),
             timeout,
             generation: AtomicU8::new(0),
+            cache: ListCache::default(),
         })
     }
 
@@ -647,7 +1091,7 @@ impl HeadscaleClient {
         }
         let answer = self.get(url, true).await?;
         if answer.status.is_success() {
-            let list = parse_node_list(&answer.body)?;
+            let list = self.cache.parse(&answer.body)?;
             self.set_generation(generation);
             for skipped in &list.skipped {
                 tracing::warn!(node = %skipped, "skipping a node headscale listed that cannot be parsed");
@@ -693,7 +1137,17 @@ impl HeadscaleClient {
             .await
             .map_err(|e| self.request_error(&shown, e))?;
         let status = response.status();
-        let mut body = Vec::new();
+        // Sized from Content-Length (when sent and within the limit), so the
+        // body is not copied again and again as it grows.
+        let announced = response
+            .content_length()
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        if announced > MAX_BODY_BYTES {
+            return Err(HeadscaleError::Decode {
+                detail: format!("answer of GET {shown} is larger than {MAX_BODY_BYTES} bytes"),
+            });
+        }
+        let mut body = Vec::with_capacity(announced);
         while let Some(chunk) = response
             .chunk()
             .await
@@ -863,10 +1317,10 @@ mod tests {
     #[test]
     fn zero_time_and_null_mean_never() {
         assert!(matches!(parse_timestamp("0001-01-01T00:00:00Z"), Ok(None)));
-        assert!(matches!(timestamp_field(Some(&Value::Null)), Ok(None)));
+        assert!(matches!(timestamp_field(Some(&Loose::Null)), Ok(None)));
         assert!(matches!(timestamp_field(None), Ok(None)));
         assert!(matches!(
-            timestamp_field(Some(&Value::String("0001-01-01T00:00:00Z".into()))),
+            timestamp_field(Some(&Loose::Str("0001-01-01T00:00:00Z".into()))),
             Ok(None)
         ));
     }
@@ -875,7 +1329,7 @@ mod tests {
     fn bad_timestamps_are_errors() {
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2024-13-01T00:00:00Z").is_err());
-        assert!(timestamp_field(Some(&Value::Bool(true))).is_err());
+        assert!(timestamp_field(Some(&Loose::Bool(true))).is_err());
     }
 
     #[test]
@@ -918,6 +1372,166 @@ mod tests {
         );
         assert_eq!(version_from_body(b"v0.28.0\n").as_deref(), Some("v0.28.0"));
         assert_eq!(version_from_body(b"<html>hi</html>"), None);
+    }
+
+    #[test]
+    fn lenient_node_fields() {
+        let body = br#"{"nodes":[
+            {"id":" 7 ","name":5,"givenName":[],"user":"alice","ipAddresses":"100.64.0.1",
+             "online":"true","lastSeen":5,"expiry":"","extra":{"deep":[1,{"id":"x"}]}},
+            {"id":8,"user":{"name":"a","name":"b"},"online":true,
+             "ipAddresses":["100.64.0.8/32",5,null," fd7a::8 ","x/y"],
+             "tags":"tag:x","validTags":["a","b"],"forcedTags":["b","c",1]},
+            {"id":"9","name":"tart\u002dnine","giv\u0065nName":"nine","tags":[],"validTags":["a"],
+             "lastSeen":"2024-01-01T00:00:00+01:00","expiry":null},
+            null,
+            {"id":-1,"name":"neg"},
+            {"id":1.5,"givenName":"","name":"float"},
+            {"id":true},
+            {"id":"10","givenName":"bad","expiry":5},
+            {"id":"x","id":"11"}
+        ],"machines":"ignored"}"#;
+        let list = parse_node_list(body).unwrap_or_default();
+        let ids: Vec<u64> = list.nodes.iter().map(|n| n.id).collect();
+        assert_eq!(ids, [7, 8, 9, 11]);
+        let seven = &list.nodes[0];
+        assert_eq!((seven.name.as_str(), seven.given_name.as_str()), ("", ""));
+        assert_eq!(seven.user, "alice");
+        assert!(seven.ip_addresses.is_empty() && !seven.online);
+        assert_eq!((seven.last_seen, seven.expiry), (None, None));
+        let eight = &list.nodes[1];
+        assert_eq!(eight.user, "b");
+        assert!(eight.online);
+        let v4: IpAddr = Ipv4Addr::new(100, 64, 0, 8).into();
+        let v6: IpAddr = "fd7a::8".parse().unwrap_or(v4);
+        assert_eq!(eight.ip_addresses, [v4, v6]);
+        assert_eq!(eight.tags, ["a", "b", "c"]);
+        let nine = &list.nodes[2];
+        assert_eq!(
+            (nine.name.as_str(), nine.given_name.as_str()),
+            ("tart-nine", "nine")
+        );
+        assert!(nine.tags.is_empty());
+        assert_eq!(nine.last_seen, Some(datetime!(2023-12-31 23:00 UTC)));
+
+        let skipped: Vec<(usize, Option<&str>, Option<&str>, &str)> = list
+            .skipped
+            .iter()
+            .map(|s| {
+                (
+                    s.index,
+                    s.id.as_deref(),
+                    s.name.as_deref(),
+                    s.reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (3, None, None, "expected an object, found null"),
+                (4, Some("-1"), Some("neg"), "invalid id -1"),
+                (5, Some("1.5"), Some("float"), "invalid id 1.5"),
+                (6, None, None, "invalid id (a boolean)"),
+                (
+                    7,
+                    Some("10"),
+                    Some("bad"),
+                    "expiry: expected a timestamp, found a number"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn list_keys() {
+        let ids = |body: &str| {
+            parse_node_list(body.as_bytes())
+                .map(|l| l.nodes.iter().map(|n| n.id).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(ids(r#"{"nodes":null}"#), Ok(vec![]));
+        assert_eq!(
+            ids(r#"{"machines":[{"id":"1"}],"nodes":null}"#),
+            Ok(vec![1])
+        );
+        assert_eq!(ids(r#"{"nodes":"x","machines":[{"id":"1"}]}"#), Ok(vec![1]));
+        assert_eq!(
+            ids(r#"{"nodes":[{"id":"2"}],"machines":[{"id":"1"}]}"#),
+            Ok(vec![2])
+        );
+        assert_eq!(
+            ids(r#"{"nodes":[{"id":"1"}],"nodes":[{"id":"2"}]}"#),
+            Ok(vec![2])
+        );
+        assert!(ids(r#"{"nodes":{}}"#).is_err_and(|e| e.contains("no \"nodes\"")));
+        assert!(ids("[]").is_err_and(|e| e.contains("found an array")));
+        assert!(ids("null").is_err_and(|e| e.contains("found null")));
+        assert!(ids(r#"{"nodes":[]} x"#).is_err_and(|e| e.contains("trailing characters")));
+    }
+
+    #[test]
+    fn from_json_matches_the_list_parser() {
+        let v = serde_json::json!({"id": 3, "user": {"name": "u"}, "validTags": ["a"]});
+        let node = Node::from_json(&v);
+        assert!(node.is_ok_and(|n| n.id == 3 && n.user == "u" && n.tags == ["a"]));
+        assert_eq!(
+            Node::from_json(&serde_json::json!([1])),
+            Err("expected an object, found an array".to_owned())
+        );
+        assert_eq!(
+            Node::from_json(&serde_json::json!({"id": 1.5})),
+            Err("invalid id 1.5".to_owned())
+        );
+    }
+
+    #[test]
+    fn fingerprints() {
+        let body = big_body(3);
+        assert_eq!(fingerprint(&body), fingerprint(&body.clone()));
+        let mut seen = std::collections::HashSet::new();
+        for len in 0..=body.len() {
+            assert!(seen.insert(fingerprint(&body[..len])), "prefix {len}");
+        }
+        for i in 0..body.len() {
+            let mut changed = body.clone();
+            changed[i] ^= 1;
+            assert!(seen.insert(fingerprint(&changed)), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn unchanged_answer_is_not_parsed_again() {
+        let cache = ListCache::default();
+        let body = big_body(2);
+        let first = cache.parse(&body).unwrap_or_default();
+        assert_eq!(first.nodes.len(), 2);
+        assert_eq!(cache.parse(&body).ok(), Some(first.clone()));
+
+        // A hit returns the kept list: plant one to tell a hit from a parse.
+        let planted = NodeList {
+            nodes: first.nodes[..1].to_vec(),
+            skipped: Vec::new(),
+        };
+        if let Some(c) = cache
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            c.list = planted.clone();
+        }
+        assert_eq!(cache.parse(&body).ok(), Some(planted));
+
+        // Another body is parsed, and kept in turn.
+        let other = big_body(3);
+        assert_eq!(cache.parse(&other).map(|l| l.nodes.len()).ok(), Some(3));
+        assert_eq!(cache.parse(&body).ok(), Some(first));
+
+        // An error is returned as such and not kept.
+        assert!(cache.parse(b"{}").is_err());
+        assert!(cache.parse(b"{}").is_err());
+        assert_eq!(cache.parse(&other).map(|l| l.nodes.len()).ok(), Some(3));
     }
 
     /// A headscale 0.28-style answer with `n` distinct nodes (about 700
@@ -1000,6 +1614,35 @@ mod tests {
             parse.iter().copied().fold(f64::INFINITY, f64::min),
             peak.saturating_sub(before) as f64 / 1024.0,
             kept.saturating_sub(before) as f64 / 1024.0,
+        );
+
+        let time = |f: &mut dyn FnMut()| {
+            let mut times = Vec::new();
+            for _ in 0..21 {
+                let started = std::time::Instant::now();
+                f();
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            median_ms(times)
+        };
+        let hash = time(&mut || {
+            std::hint::black_box(fingerprint(std::hint::black_box(&body)));
+        });
+        let siphash = time(&mut || {
+            use std::hash::Hasher as _;
+            let mut h = std::hash::DefaultHasher::new();
+            h.write(std::hint::black_box(&body));
+            std::hint::black_box(h.finish());
+        });
+        let cache = ListCache::default();
+        let _ = cache.parse(&body);
+        let hit = time(&mut || {
+            let list = cache.parse(std::hint::black_box(&body));
+            assert!(list.is_ok_and(|l| l.nodes.len() == N));
+        });
+        println!(
+            "unchanged answer (cache hit: fingerprint + clone of the list) median {hit:.2} ms; \
+             fingerprint alone {hash:.2} ms (std SipHash: {siphash:.2} ms)"
         );
     }
 

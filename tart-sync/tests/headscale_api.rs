@@ -624,3 +624,56 @@ fn unusable_key_is_a_config_error_without_the_key() {
     assert!(matches!(err, HeadscaleError::Config { .. }), "{err:?}");
     assert!(!err.to_string().contains("sec"), "{err}");
 }
+
+#[tokio::test]
+async fn unchanged_answer_gives_the_same_list_and_a_changed_one_is_parsed() {
+    let with_bad = |ip: &str| {
+        json!({"nodes": [
+            {"id": "1", "givenName": "one", "online": true, "ipAddresses": [ip]},
+            {"givenName": "no-id"},
+        ]})
+        .to_string()
+    };
+    let server = MockServer::start().await;
+    mount_node_list(&server, &with_bad("100.64.0.1")).await;
+    let hs = client(&server);
+    let first = hs.list_nodes_detailed(None).await.unwrap();
+    assert_eq!(first.nodes.len(), 1);
+    assert_eq!(first.nodes[0].ip_addresses, [ip("100.64.0.1")]);
+    assert_eq!(first.skipped.len(), 1);
+    // The same bytes again: the same list, skipped nodes included.
+    assert_eq!(hs.list_nodes_detailed(None).await.unwrap(), first);
+
+    // The answer changes, same length: the new state is seen.
+    server.reset().await;
+    let changed_body = with_bad("100.64.0.2");
+    assert_eq!(changed_body.len(), with_bad("100.64.0.1").len());
+    mount_node_list(&server, &changed_body).await;
+    let changed = hs.list_nodes_detailed(None).await.unwrap();
+    assert_eq!(changed.nodes[0].ip_addresses, [ip("100.64.0.2")]);
+    assert_eq!(changed.skipped, first.skipped);
+    assert_eq!(hs.list_nodes_detailed(None).await.unwrap(), changed);
+
+    // An answer that does not parse is an error, not the last list.
+    server.reset().await;
+    mount_node_list(&server, "{}").await;
+    assert!(matches!(
+        hs.list_nodes(None).await,
+        Err(HeadscaleError::Decode { .. })
+    ));
+}
+
+#[tokio::test]
+async fn oversized_answer_is_a_decode_error() {
+    let server = MockServer::start().await;
+    let body = vec![b' '; tart_sync::headscale::MAX_BODY_BYTES + 1];
+    Mock::given(path("/api/v1/node"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .mount(&server)
+        .await;
+    let err = client(&server).list_nodes(None).await.unwrap_err();
+    assert!(
+        matches!(&err, HeadscaleError::Decode { detail } if detail.contains("larger than")),
+        "{err:?}"
+    );
+}
