@@ -65,6 +65,12 @@
 //!   reports for the node's dial address at the time of the request, summed
 //!   over every Caddy that answered: `num_requests` in flight and recent
 //!   passive-health-check `fails`; `null` when no Caddy lists that address.
+//! - `tart_upstream`: Caddy's own entry for the upstream every TART route
+//!   dials (`{http.vars.tart_sync_upstream}`): `{num_requests, fails}` for all
+//!   TARTs together. Caddy lists a dynamically dialled upstream once, under its
+//!   placeholder, so per-node `upstream_health` is `null` for tart-sync's own
+//!   routes and only filled where Caddy lists the node's address (another
+//!   route of the config dials it).
 //! - `skipped`: nodes that pass the filters but get no URL, with the reason.
 //!   `nodes` and `skipped` are empty until headscale was polled successfully.
 
@@ -170,6 +176,11 @@ struct Report {
     caddies: Vec<CaddyStatus>,
     nodes: Vec<NodeReport>,
     skipped: Vec<Skipped>,
+    /// Caddy's entry for tart-sync's proxy upstream: every TART is dialled
+    /// through one placeholder address, so Caddy reports in-flight requests and
+    /// passive-health fails for all TARTs together (summed over the Caddies
+    /// that answered); `null` when no Caddy lists it.
+    tart_upstream: Option<UpstreamHealth>,
     /// Not serialized: whether a headscale poll has succeeded (else nodes are unknown).
     #[serde(skip)]
     polled: bool,
@@ -284,6 +295,10 @@ fn build_report(ctx: &Context, state: SyncState, health: &Health) -> Report {
         caddies: state.caddies,
         nodes,
         skipped: desired.skipped,
+        tart_upstream: health.as_ref().and_then(|h| {
+            let stem = routes.id_prefix.replace('-', "_");
+            h.get(&format!("{{http.vars.{stem}_upstream}}")).copied()
+        }),
         polled,
         health_known: health.is_some(),
     }
@@ -802,7 +817,15 @@ fn write_caddies(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result
             routes = c.routes,
         )?;
     }
-    writeln!(h, "</tbody></table></div>\n</section>")
+    writeln!(h, "</tbody></table></div>")?;
+    if let Some(t) = r.tart_upstream {
+        writeln!(
+            h,
+            "<p id=\"tart-upstream\" data-in-flight=\"{}\" data-fails=\"{}\">Through tart-sync's routes, as Caddy reports it: <b>{}</b> requests in flight, <b>{}</b> recent failures (Caddy lists all TARTs as one dynamic upstream).</p>",
+            t.num_requests, t.fails, t.num_requests, t.fails
+        )?;
+    }
+    writeln!(h, "</section>")
 }
 
 fn write_headscale(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result {
@@ -1338,7 +1361,7 @@ mod tests {
     async fn json_shape_with_health_from_caddy() {
         let (admin, caddy) = fake_caddy(serde_json::json!([
             {"address": "100.64.0.12:80", "num_requests": 4, "fails": 0},
-            {"address": "{http.vars.tart_sync_upstream}", "num_requests": 0, "fails": 0}
+            {"address": "{http.vars.tart_sync_upstream}", "num_requests": 7, "fails": 2}
         ]))
         .await;
         let ctx = Context::new(settings(&admin, "path"));
@@ -1368,13 +1391,23 @@ mod tests {
                 "headscale",
                 "caddies",
                 "nodes",
-                "skipped"
+                "skipped",
+                "tart_upstream"
             ])
         );
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
         assert!(time::OffsetDateTime::parse(v["started"].as_str().unwrap(), &Rfc3339).is_ok());
         assert_eq!(v["domain"], "tart.example.org");
         assert_eq!(v["mode"], "path");
+        assert_eq!(
+            v["tart_upstream"],
+            serde_json::json!({"num_requests": 7, "fails": 2})
+        );
+        let (_, _, page) = server.get("/").await;
+        assert!(
+            page.contains("data-in-flight=\"7\" data-fails=\"2\""),
+            "{page}"
+        );
         assert_eq!(
             keys(&v["headscale"]),
             set(&["reachable", "last_success", "last_error", "nodes_seen"])
