@@ -101,6 +101,8 @@ pub struct Context {
     pub metrics: Mutex<MetricsData>,
     /// When the process started.
     pub started: OffsetDateTime,
+    /// The last desired state [`poll`] computed (reused while nothing changes).
+    last_desired: Mutex<Option<Arc<Desired>>>,
 }
 
 impl Context {
@@ -124,6 +126,7 @@ impl Context {
             }),
             metrics: Mutex::new(MetricsData::default()),
             started: OffsetDateTime::now_utc(),
+            last_desired: Mutex::new(None),
         })
     }
 
@@ -217,31 +220,55 @@ impl ErrorPolicy {
 }
 
 /// Polls headscale once and computes the desired state.
-pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Desired, HeadscaleError> {
+///
+/// While headscale answers the same bytes and no offline grace ends, the
+/// previous desired state is returned as is (the same `Arc`): an idle poll
+/// neither parses nor recomputes anything.
+pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, HeadscaleError> {
     let started = Instant::now();
-    let result = hs.list_nodes(ctx.settings.headscale.user.as_deref()).await;
+    let result = hs
+        .list_nodes_shared(ctx.settings.headscale.user.as_deref())
+        .await;
     let took = started.elapsed().as_secs_f64();
     ctx.with_metrics(|m| {
         m.headscale_polls += 1;
         m.headscale_poll_seconds_sum += took;
         m.headscale_poll_seconds_last = took;
     });
-    let nodes = result?;
-    let desired = desired::compute(
-        &nodes,
-        &ctx.settings.headscale,
-        &ctx.settings.routes,
-        OffsetDateTime::now_utc(),
-    );
+    let shared = result?;
+    let now = OffsetDateTime::now_utc();
+    let mut cache = ctx.last_desired.lock().unwrap_or_else(|p| p.into_inner());
+    let reuse = match cache.as_ref() {
+        Some(last) if !shared.changed => desired::next_deadline(last).is_none_or(|t| now < t),
+        _ => false,
+    };
+    let (desired, is_new) = match (reuse, cache.as_ref()) {
+        (true, Some(last)) => (last.clone(), false),
+        _ => {
+            let d = desired::compute(
+                &shared.list.nodes,
+                &ctx.settings.headscale,
+                &ctx.settings.routes,
+                now,
+            );
+            let (d, is_new) = match cache.as_ref() {
+                Some(last) if **last == d => (last.clone(), false),
+                _ => (Arc::new(d), true),
+            };
+            *cache = Some(d.clone());
+            (d, is_new)
+        }
+    };
+    drop(cache);
     ctx.with_state(|s| {
         s.headscale = HeadscaleStatus {
             reachable: true,
-            last_success: Some(OffsetDateTime::now_utc()),
+            last_success: Some(now),
             last_error: None,
-            nodes_seen: nodes.len(),
+            nodes_seen: shared.list.nodes.len(),
         };
-        if s.desired.as_ref() != Some(&desired) {
-            s.desired = Some(desired.clone());
+        if is_new || s.desired.is_none() {
+            s.desired = Some((*desired).clone());
         }
     });
     Ok(desired)
@@ -371,7 +398,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let interval = ctx.settings.headscale.poll_interval;
-    let (tx, rx) = watch::channel::<Option<Arc<(Desired, BTreeMap<String, String>)>>>(None);
+    let (tx, rx) = watch::channel::<Option<Arc<(Arc<Desired>, BTreeMap<String, String>)>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -406,7 +433,10 @@ pub async fn run(
                 Ok(desired) => {
                     // Fixed rate: the next poll is one interval after this one started.
                     policy.success(now);
-                    let changed = tx.borrow().as_deref().map(|d| &d.0) != Some(&desired);
+                    let changed = match tx.borrow().as_deref() {
+                        Some((last, _)) => !Arc::ptr_eq(last, &desired) && **last != *desired,
+                        None => true,
+                    };
                     if changed {
                         let targets = desired.targets();
                         tx.send_replace(Some(Arc::new((desired, targets))));

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -857,13 +857,13 @@ struct ListCache {
 struct CachedList {
     len: usize,
     hash: u64,
-    list: NodeList,
+    list: Arc<NodeList>,
 }
 
 impl ListCache {
     /// [`parse_node_list`], or a copy of the last list when `body` is the
     /// same (length and [`fingerprint`]) as the last body parsed.
-    fn parse(&self, body: &[u8]) -> Result<NodeList, HeadscaleError> {
+    fn parse(&self, body: &[u8]) -> Result<Shared, HeadscaleError> {
         let hash = fingerprint(body);
         {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -873,20 +873,36 @@ impl ListCache {
                         bytes = body.len(),
                         "headscale's answer is unchanged; not parsed again"
                     );
-                    return Ok(c.list.clone());
+                    return Ok(Shared {
+                        list: c.list.clone(),
+                        changed: false,
+                    });
                 }
                 // Freed before parsing the new one (peak memory).
                 _ => *last = None,
             }
         }
-        let list = parse_node_list(body)?;
+        let list = Arc::new(parse_node_list(body)?);
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedList {
             len: body.len(),
             hash,
             list: list.clone(),
         });
-        Ok(list)
+        Ok(Shared {
+            list,
+            changed: true,
+        })
     }
+}
+
+/// A node list shared with the client's cache, and whether headscale's
+/// answer differed from the previous one.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The list (shared: not copied when the answer is unchanged).
+    pub list: Arc<NodeList>,
+    /// False when headscale answered exactly the same bytes as last time.
+    pub changed: bool,
 }
 
 /// Client for headscale's REST API.
@@ -935,7 +951,7 @@ fn bearer(key: &ApiKey) -> Result<HeaderValue, HeadscaleError> {
 
 /// The outcome of asking one list path.
 enum Attempt {
-    Listed(NodeList),
+    Listed(Shared),
     /// 404; `Some(message)` when the body is a specific API error (e.g.
     /// 0.30's unknown user) rather than a missing route.
     NotFound(Option<String>),
@@ -1048,6 +1064,14 @@ impl HeadscaleClient {
         &self,
         user: Option<&str>,
     ) -> Result<NodeList, HeadscaleError> {
+        Ok(Arc::unwrap_or_clone(
+            self.list_nodes_shared(user).await?.list,
+        ))
+    }
+
+    /// Like [`HeadscaleClient::list_nodes_detailed`], without copying the list:
+    /// the daemon's poll uses it, and skips its work when `changed` is false.
+    pub async fn list_nodes_shared(&self, user: Option<&str>) -> Result<Shared, HeadscaleError> {
         let known = self.generation();
         let first = known.unwrap_or(ApiGeneration::Node);
         let first_404 = match self.try_list(first, user).await? {
@@ -1093,7 +1117,7 @@ impl HeadscaleClient {
         if answer.status.is_success() {
             let list = self.cache.parse(&answer.body)?;
             self.set_generation(generation);
-            for skipped in &list.skipped {
+            for skipped in &list.list.skipped {
                 tracing::warn!(node = %skipped, "skipping a node headscale listed that cannot be parsed");
             }
             return Ok(Attempt::Listed(list));
@@ -1504,9 +1528,17 @@ mod tests {
     fn unchanged_answer_is_not_parsed_again() {
         let cache = ListCache::default();
         let body = big_body(2);
-        let first = cache.parse(&body).unwrap_or_default();
+        let list = |r: Result<Shared, HeadscaleError>| r.ok().map(|s| (*s.list).clone());
+        let first = cache.parse(&body).unwrap();
+        assert!(first.changed);
+        let first = (*first.list).clone();
         assert_eq!(first.nodes.len(), 2);
-        assert_eq!(cache.parse(&body).ok(), Some(first.clone()));
+        let again = cache.parse(&body).unwrap();
+        assert!(
+            !again.changed,
+            "the same bytes again are reported unchanged"
+        );
+        assert_eq!(*again.list, first);
 
         // A hit returns the kept list: plant one to tell a hit from a parse.
         let planted = NodeList {
@@ -1519,19 +1551,19 @@ mod tests {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
-            c.list = planted.clone();
+            c.list = Arc::new(planted.clone());
         }
-        assert_eq!(cache.parse(&body).ok(), Some(planted));
+        assert_eq!(list(cache.parse(&body)), Some(planted));
 
         // Another body is parsed, and kept in turn.
         let other = big_body(3);
-        assert_eq!(cache.parse(&other).map(|l| l.nodes.len()).ok(), Some(3));
-        assert_eq!(cache.parse(&body).ok(), Some(first));
+        assert_eq!(list(cache.parse(&other)).map(|l| l.nodes.len()), Some(3));
+        assert_eq!(list(cache.parse(&body)), Some(first));
 
         // An error is returned as such and not kept.
         assert!(cache.parse(b"{}").is_err());
         assert!(cache.parse(b"{}").is_err());
-        assert_eq!(cache.parse(&other).map(|l| l.nodes.len()).ok(), Some(3));
+        assert_eq!(list(cache.parse(&other)).map(|l| l.nodes.len()), Some(3));
     }
 
     /// A headscale 0.28-style answer with `n` distinct nodes (about 700
@@ -1638,7 +1670,7 @@ mod tests {
         let _ = cache.parse(&body);
         let hit = time(&mut || {
             let list = cache.parse(std::hint::black_box(&body));
-            assert!(list.is_ok_and(|l| l.nodes.len() == N));
+            assert!(list.is_ok_and(|l| l.list.nodes.len() == N));
         });
         println!(
             "unchanged answer (cache hit: fingerprint + clone of the list) median {hit:.2} ms; \
