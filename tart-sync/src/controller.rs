@@ -301,13 +301,13 @@ pub async fn sync_instance(
     ctx: &Context,
     idx: usize,
     inst: &mut Instance,
-    targets: &BTreeMap<String, String>,
+    targets: &Arc<BTreeMap<String, String>>,
     allow_mass_removal: bool,
 ) -> bool {
     let started = Instant::now();
 
     let result = inst
-        .reconcile(targets, &ctx.settings.routes, allow_mass_removal)
+        .reconcile_shared(targets, &ctx.settings.routes, allow_mass_removal)
         .await;
     let took = started.elapsed().as_secs_f64();
     let now = OffsetDateTime::now_utc();
@@ -398,7 +398,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let interval = ctx.settings.headscale.poll_interval;
-    let (tx, rx) = watch::channel::<Option<Arc<(Arc<Desired>, BTreeMap<String, String>)>>>(None);
+    let (tx, rx) =
+        watch::channel::<Option<Arc<(Arc<Desired>, Arc<BTreeMap<String, String>>)>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -438,7 +439,7 @@ pub async fn run(
                         None => true,
                     };
                     if changed {
-                        let targets = desired.targets();
+                        let targets = Arc::new(desired.targets());
                         tx.send_replace(Some(Arc::new((desired, targets))));
                     }
                 }
@@ -467,7 +468,7 @@ pub async fn once(
     allow_mass_removal: bool,
 ) -> Result<bool, HeadscaleError> {
     let desired = poll(ctx, hs).await?;
-    let targets = desired.targets();
+    let targets = Arc::new(desired.targets());
     let mut all = true;
     let mut insts = match instances(&ctx.settings) {
         Ok(i) => i,

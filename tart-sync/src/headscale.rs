@@ -814,36 +814,87 @@ pub fn parse_node_list(body: &[u8]) -> Result<NodeList, HeadscaleError> {
 /// about as likely as for any 64-bit hash (2⁻⁶⁴), and lasts only until the
 /// answer changes again (`lastSeen` moves with every node's heartbeat).
 fn fingerprint(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let step = |state: u64, word: u64| (state.rotate_left(23) ^ word).wrapping_mul(K);
-    let word = |chunk: &[u8]| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        u64::from_le_bytes(w)
-    };
-    let mut lanes = [
-        0x243f_6a88_85a3_08d3_u64,
-        0x1319_8a2e_0370_7344,
-        0xa409_3822_299f_31d0,
-        0x082e_fa98_ec4e_6c89,
-    ];
-    let mut blocks = bytes.chunks_exact(32);
-    for block in &mut blocks {
-        for (lane, chunk) in lanes.iter_mut().zip(block.chunks_exact(8)) {
-            *lane = step(*lane, word(chunk));
+    let mut f = Fingerprint::default();
+    f.update(bytes);
+    f.finish()
+}
+
+/// The state of [`fingerprint`] fed chunk by chunk: the same value whatever
+/// the chunk boundaries, so an answer can be fingerprinted as it arrives.
+struct Fingerprint {
+    lanes: [u64; 4],
+    pending: [u8; 32],
+    pending_len: usize,
+    total: u64,
+}
+
+const FP_K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn fp_step(state: u64, word: u64) -> u64 {
+    (state.rotate_left(23) ^ word).wrapping_mul(FP_K)
+}
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Fingerprint {
+            lanes: [
+                0x243f_6a88_85a3_08d3,
+                0x1319_8a2e_0370_7344,
+                0xa409_3822_299f_31d0,
+                0x082e_fa98_ec4e_6c89,
+            ],
+            pending: [0; 32],
+            pending_len: 0,
+            total: 0,
         }
     }
-    let mut h = step(K, bytes.len() as u64);
-    for lane in lanes {
-        h = step(h, lane);
+}
+
+impl Fingerprint {
+    fn block(&mut self, block: &[u8]) {
+        for (lane, chunk) in self.lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            *lane = fp_step(*lane, u64::from_le_bytes(w));
+        }
     }
-    for &b in blocks.remainder() {
-        h = step(h, u64::from(b));
+
+    fn update(&mut self, mut bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        if self.pending_len > 0 {
+            let take = (32 - self.pending_len).min(bytes.len());
+            self.pending[self.pending_len..self.pending_len + take].copy_from_slice(&bytes[..take]);
+            self.pending_len += take;
+            bytes = &bytes[take..];
+            if self.pending_len < 32 {
+                return;
+            }
+            let block = self.pending;
+            self.block(&block);
+            self.pending_len = 0;
+        }
+        let mut blocks = bytes.chunks_exact(32);
+        for block in &mut blocks {
+            self.block(block);
+        }
+        let rest = blocks.remainder();
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.pending_len = rest.len();
     }
-    // Final avalanche (SplitMix64's finaliser).
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+
+    fn finish(&self) -> u64 {
+        let mut h = fp_step(FP_K, self.total);
+        for lane in self.lanes {
+            h = fp_step(h, lane);
+        }
+        for &b in &self.pending[..self.pending_len] {
+            h = fp_step(h, u64::from(b));
+        }
+        // Final avalanche (SplitMix64's finaliser).
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
 }
 
 /// The last node list parsed, and the fingerprint of the body it came from:
@@ -863,14 +914,22 @@ struct CachedList {
 impl ListCache {
     /// [`parse_node_list`], or a copy of the last list when `body` is the
     /// same (length and [`fingerprint`]) as the last body parsed.
+    #[cfg(test)]
     fn parse(&self, body: &[u8]) -> Result<Shared, HeadscaleError> {
-        let hash = fingerprint(body);
+        self.parse_body(&Body::from(body.to_vec()))
+    }
+
+    /// [`ListCache::parse`] for an answer kept as received, in chunks: the
+    /// chunks are joined only when the answer changed and must be parsed.
+    fn parse_body(&self, answer: &Body) -> Result<Shared, HeadscaleError> {
+        let hash = answer.fingerprint;
+        let len = answer.len;
         {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             match last.as_ref() {
-                Some(c) if c.len == body.len() && c.hash == hash => {
+                Some(c) if c.len == len && c.hash == hash => {
                     tracing::trace!(
-                        bytes = body.len(),
+                        bytes = len,
                         "headscale's answer is unchanged; not parsed again"
                     );
                     return Ok(Shared {
@@ -882,9 +941,9 @@ impl ListCache {
                 _ => *last = None,
             }
         }
-        let list = Arc::new(parse_node_list(body)?);
+        let list = Arc::new(parse_node_list(&answer.bytes())?);
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(CachedList {
-            len: body.len(),
+            len,
             hash,
             list: list.clone(),
         });
@@ -960,7 +1019,50 @@ enum Attempt {
 /// A response read in full.
 struct Answer {
     status: StatusCode,
-    body: Vec<u8>,
+    body: Body,
+}
+
+/// An answer's body as received: its chunks (not copied into one buffer),
+/// its length and its [`fingerprint`], computed as the chunks arrived.
+struct Body {
+    chunks: Vec<bytes::Bytes>,
+    len: usize,
+    fingerprint: u64,
+}
+
+impl Body {
+    fn new() -> Body {
+        Body {
+            chunks: Vec::new(),
+            len: 0,
+            fingerprint: 0,
+        }
+    }
+
+    /// The whole body, joined only when it came in more than one chunk.
+    fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.chunks.as_slice() {
+            [] => std::borrow::Cow::Borrowed(&[]),
+            [one] => std::borrow::Cow::Borrowed(one),
+            many => {
+                let mut v = Vec::with_capacity(self.len);
+                for c in many {
+                    v.extend_from_slice(c);
+                }
+                std::borrow::Cow::Owned(v)
+            }
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body {
+            len: v.len(),
+            fingerprint: fingerprint(&v),
+            chunks: vec![bytes::Bytes::from(v)],
+        }
+    }
 }
 
 impl HeadscaleClient {
@@ -1115,7 +1217,7 @@ impl HeadscaleClient {
         }
         let answer = self.get(url, true).await?;
         if answer.status.is_success() {
-            let list = self.cache.parse(&answer.body)?;
+            let list = self.cache.parse_body(&answer.body)?;
             self.set_generation(generation);
             for skipped in &list.list.skipped {
                 tracing::warn!(node = %skipped, "skipping a node headscale listed that cannot be parsed");
@@ -1123,7 +1225,9 @@ impl HeadscaleClient {
             return Ok(Attempt::Listed(list));
         }
         if answer.status == StatusCode::NOT_FOUND {
-            return Ok(Attempt::NotFound(specific_404_message(&answer.body)));
+            return Ok(Attempt::NotFound(specific_404_message(
+                &answer.body.bytes(),
+            )));
         }
         Err(error_from_answer(&answer))
     }
@@ -1140,7 +1244,7 @@ impl HeadscaleClient {
         if !answer.status.is_success() {
             return Err(error_from_answer(&answer));
         }
-        Ok(version_from_body(&answer.body))
+        Ok(version_from_body(&answer.body.bytes()))
     }
 
     fn endpoint(&self, path: &str) -> Result<Url, HeadscaleError> {
@@ -1161,8 +1265,7 @@ impl HeadscaleClient {
             .await
             .map_err(|e| self.request_error(&shown, e))?;
         let status = response.status();
-        // Sized from Content-Length (when sent and within the limit), so the
-        // body is not copied again and again as it grows.
+        // An announced answer over the limit is refused before reading it.
         let announced = response
             .content_length()
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
@@ -1171,20 +1274,26 @@ impl HeadscaleClient {
                 detail: format!("answer of GET {shown} is larger than {MAX_BODY_BYTES} bytes"),
             });
         }
-        let mut body = Vec::with_capacity(announced);
+        // Kept as the chunks arrive (no copy) and fingerprinted on the way: an
+        // unchanged answer is never joined into one buffer.
+        let mut body = Body::new();
+        let mut fp = Fingerprint::default();
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| self.request_error(&shown, e))?
         {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
+            if body.len + chunk.len() > MAX_BODY_BYTES {
                 return Err(HeadscaleError::Decode {
                     detail: format!("answer of GET {shown} is larger than {MAX_BODY_BYTES} bytes"),
                 });
             }
-            body.extend_from_slice(&chunk);
+            fp.update(&chunk);
+            body.len += chunk.len();
+            body.chunks.push(chunk);
         }
-        tracing::trace!(url = %shown, status = status.as_u16(), bytes = body.len(), "headscale answered");
+        body.fingerprint = fp.finish();
+        tracing::trace!(url = %shown, status = status.as_u16(), bytes = body.len, "headscale answered");
         Ok(Answer { status, body })
     }
 
@@ -1218,7 +1327,8 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// The error for a non-success, non-404 answer.
 fn error_from_answer(answer: &Answer) -> HeadscaleError {
     let status = answer.status.as_u16();
-    let text = String::from_utf8_lossy(&answer.body);
+    let body = answer.body.bytes();
+    let text = String::from_utf8_lossy(&body);
     let text = text.trim();
     if answer.status == StatusCode::UNAUTHORIZED
         || (answer.status == StatusCode::INTERNAL_SERVER_ERROR
@@ -1226,7 +1336,7 @@ fn error_from_answer(answer: &Answer) -> HeadscaleError {
     {
         return HeadscaleError::Unauthorized { status };
     }
-    let message = api_error_message(&answer.body).unwrap_or_else(|| {
+    let message = api_error_message(&body).unwrap_or_else(|| {
         if text.is_empty() {
             answer
                 .status
@@ -1507,6 +1617,19 @@ mod tests {
             Node::from_json(&serde_json::json!({"id": 1.5})),
             Err("invalid id 1.5".to_owned())
         );
+    }
+
+    #[test]
+    fn fingerprint_does_not_depend_on_chunk_boundaries() {
+        let body = big_body(3);
+        let whole = fingerprint(&body);
+        for size in [1, 7, 31, 32, 33, 100, 4096] {
+            let mut f = Fingerprint::default();
+            for chunk in body.chunks(size) {
+                f.update(chunk);
+            }
+            assert_eq!(f.finish(), whole, "chunks of {size}");
+        }
     }
 
     #[test]

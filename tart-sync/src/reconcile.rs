@@ -2,6 +2,7 @@
 //! live one and apply the difference in one guarded write.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caddy_client::{Client, Error as CaddyError, Etag};
@@ -121,6 +122,9 @@ impl Guard {
     }
 }
 
+/// A table, the features it was stamped for, and its revision stamp.
+type RevMemo = (Arc<BTreeMap<String, String>>, Features, String);
+
 /// One Caddy admin endpoint and what tart-sync knows about it.
 #[derive(Debug)]
 pub struct Instance {
@@ -133,7 +137,9 @@ pub struct Instance {
     /// The mass-removal guard.
     pub guard: Guard,
     /// What tart-sync last wrote or verified here: revision stamp and table.
-    last: Option<(String, BTreeMap<String, String>)>,
+    last: Option<(String, Arc<BTreeMap<String, String>>)>,
+    /// The revision last computed, for the table it was computed from.
+    rev_memo: Option<RevMemo>,
     /// When the whole live route was last compared with the desired one.
     last_full_check: Option<Instant>,
     /// How often to compare the whole route (default [`FULL_CHECK_EVERY`]).
@@ -149,6 +155,7 @@ impl Instance {
             features: None,
             guard: Guard::default(),
             last: None,
+            rev_memo: None,
             last_full_check: None,
             full_check_every: FULL_CHECK_EVERY,
         })
@@ -206,11 +213,31 @@ impl Instance {
         routes: &RouteSettings,
         allow_mass_removal: bool,
     ) -> Result<Outcome, SyncError> {
+        self.reconcile_shared(&Arc::new(targets.clone()), routes, allow_mass_removal)
+            .await
+    }
+
+    /// [`Instance::reconcile`] for a shared table: while the daemon passes the
+    /// same table again (nothing changed), its revision stamp is not recomputed
+    /// and the table is not copied.
+    pub async fn reconcile_shared(
+        &mut self,
+        targets: &Arc<BTreeMap<String, String>>,
+        routes: &RouteSettings,
+        allow_mass_removal: bool,
+    ) -> Result<Outcome, SyncError> {
         let ids = Ids::new(&routes.id_prefix);
         for _ in 0..MAX_ATTEMPTS {
             let stamp = self.live_rev(&ids).await?;
             let features = self.features(stamp.is_none()).await?;
-            let rev = layout::revision(targets, routes, features);
+            let rev = match &self.rev_memo {
+                Some((t, f, rev)) if Arc::ptr_eq(t, targets) && *f == features => rev.clone(),
+                _ => {
+                    let rev = layout::revision(targets, routes, features);
+                    self.rev_memo = Some((targets.clone(), features, rev.clone()));
+                    rev
+                }
+            };
             let (etag, live_table) = match stamp {
                 Some((live_rev, etag)) => {
                     let full_due = self
@@ -231,7 +258,7 @@ impl Instance {
                                 self.last_full_check = Some(Instant::now());
                                 let desired = layout::subtree(targets, routes, features);
                                 if live == desired {
-                                    self.last = Some((rev, targets.clone()));
+                                    self.last = Some((rev, Arc::clone(targets)));
                                     return Ok(Outcome::Unchanged);
                                 }
                                 (etag, layout::targets_of(&live))
@@ -239,7 +266,7 @@ impl Instance {
                             None => continue, // removed meanwhile
                         }
                     } else {
-                        (etag, known.unwrap_or_default())
+                        (etag, known.map(|t| (*t).clone()).unwrap_or_default())
                     }
                 }
                 None => match self.live(&ids).await? {
@@ -249,7 +276,7 @@ impl Instance {
                         let desired = layout::route(targets, routes, features);
                         match self.install(&desired, routes).await {
                             Ok(path) => {
-                                self.last = Some((rev, targets.clone()));
+                                self.last = Some((rev, Arc::clone(targets)));
                                 self.last_full_check = Some(Instant::now());
                                 return Ok(Outcome::Installed {
                                     path,
@@ -286,7 +313,7 @@ impl Instance {
                 .await
             {
                 Ok(()) => {
-                    self.last = Some((rev, targets.clone()));
+                    self.last = Some((rev, Arc::clone(targets)));
                     return Ok(Outcome::Updated(diff));
                 }
                 // Changed or removed between our read and write: read again.
