@@ -852,11 +852,16 @@ impl Default for Fingerprint {
 
 impl Fingerprint {
     fn block(&mut self, block: &[u8]) {
-        for (lane, chunk) in self.lanes.iter_mut().zip(block.chunks_exact(8)) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            *lane = fp_step(*lane, u64::from_le_bytes(w));
-        }
+        let w = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&block[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let [a, b, c, d] = &mut self.lanes;
+        *a = fp_step(*a, w(0));
+        *b = fp_step(*b, w(8));
+        *c = fp_step(*c, w(16));
+        *d = fp_step(*d, w(24));
     }
 
     fn update(&mut self, mut bytes: &[u8]) {
