@@ -101,8 +101,9 @@ pub struct Context {
     pub metrics: Mutex<MetricsData>,
     /// When the process started.
     pub started: OffsetDateTime,
-    /// The last desired state [`poll`] computed (reused while nothing changes).
-    last_desired: Mutex<Option<Arc<Desired>>>,
+    /// The last desired state [`poll`] computed, with the time its first
+    /// offline grace ends (reused while nothing changes).
+    last_desired: Mutex<Option<(Arc<Desired>, Option<OffsetDateTime>)>>,
 }
 
 impl Context {
@@ -239,11 +240,11 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
     let now = OffsetDateTime::now_utc();
     let mut cache = ctx.last_desired.lock().unwrap_or_else(|p| p.into_inner());
     let reuse = match cache.as_ref() {
-        Some(last) if !shared.changed => desired::next_deadline(last).is_none_or(|t| now < t),
+        Some((_, deadline)) if !shared.changed => deadline.is_none_or(|t| now < t),
         _ => false,
     };
     let (desired, is_new) = match (reuse, cache.as_ref()) {
-        (true, Some(last)) => (last.clone(), false),
+        (true, Some((last, _))) => (last.clone(), false),
         _ => {
             let d = desired::compute(
                 &shared.list.nodes,
@@ -252,10 +253,10 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
                 now,
             );
             let (d, is_new) = match cache.as_ref() {
-                Some(last) if **last == d => (last.clone(), false),
+                Some((last, _)) if **last == d => (last.clone(), false),
                 _ => (Arc::new(d), true),
             };
-            *cache = Some(d.clone());
+            *cache = Some((d.clone(), desired::next_deadline(&d)));
             (d, is_new)
         }
     };

@@ -261,17 +261,17 @@ impl Instance {
                                     self.last = Some((rev, Arc::clone(targets)));
                                     return Ok(Outcome::Unchanged);
                                 }
-                                (etag, layout::targets_of(&live))
+                                (etag, Arc::new(layout::targets_of(&live)))
                             }
                             None => continue, // removed meanwhile
                         }
                     } else {
-                        (etag, known.map(|t| (*t).clone()).unwrap_or_default())
+                        (etag, known.unwrap_or_default())
                     }
                 }
                 None => match self.live(&ids).await? {
                     // A route without a stamp (older tart-sync): replace it.
-                    Some((live, etag)) => (etag, layout::targets_of(&live)),
+                    Some((live, etag)) => (etag, Arc::new(layout::targets_of(&live))),
                     None => {
                         let desired = layout::route(targets, routes, features);
                         match self.install(&desired, routes).await {
