@@ -63,8 +63,9 @@ pub struct CaddyStatus {
 pub struct SyncState {
     /// headscale.
     pub headscale: HeadscaleStatus,
-    /// The last desired state computed from a successful poll.
-    pub desired: Option<Desired>,
+    /// The last desired state computed from a successful poll (shared with
+    /// the loop: reading the status never copies the node table).
+    pub desired: Option<Arc<Desired>>,
     /// One entry per configured admin address, in config order.
     pub caddies: Vec<CaddyStatus>,
 }
@@ -269,7 +270,7 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
             nodes_seen: shared.list.nodes.len(),
         };
         if is_new || s.desired.is_none() {
-            s.desired = Some((*desired).clone());
+            s.desired = Some(desired.clone());
         }
     });
     Ok(desired)

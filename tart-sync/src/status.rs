@@ -273,14 +273,14 @@ fn build_report(ctx: &Context, state: SyncState, health: &Health) -> Report {
     let desired = state.desired.unwrap_or_default();
     let nodes = desired
         .entries
-        .into_iter()
-        .map(|e: Entry| NodeReport {
+        .iter()
+        .map(|e: &Entry| NodeReport {
             url: node_url(routes.mode, &routes.domain, &e.name),
             upstream_health: health.as_ref().and_then(|h| h.get(&e.upstream).copied()),
-            name: e.name,
+            name: e.name.clone(),
             node_id: e.node_id,
-            user: e.user,
-            upstream: e.upstream,
+            user: e.user.clone(),
+            upstream: e.upstream.clone(),
             state: e.state,
             offline_since: e.offline_since,
             grace_until: e.grace_until,
@@ -294,7 +294,7 @@ fn build_report(ctx: &Context, state: SyncState, health: &Health) -> Report {
         headscale: state.headscale,
         caddies: state.caddies,
         nodes,
-        skipped: desired.skipped,
+        skipped: desired.skipped.clone(),
         tart_upstream: health.as_ref().and_then(|h| {
             let stem = routes.id_prefix.replace('-', "_");
             h.get(&format!("{{http.vars.{stem}_upstream}}")).copied()
@@ -1093,7 +1093,7 @@ mod tests {
             last_error: None,
             nodes_seen: 5,
         };
-        state.desired = Some(Desired {
+        state.desired = Some(Arc::new(Desired {
             entries: vec![
                 entry("karoo", 13, NodeState::Grace, now),
                 entry("meerkat", 15, NodeState::Offline, now),
@@ -1104,7 +1104,7 @@ mod tests {
                 name: HOSTILE.into(),
                 reason: format!("givenName {HOSTILE:?} is not a DNS label"),
             }],
-        });
+        }));
         for c in &mut state.caddies {
             c.reachable = true;
             c.last_sync = Some(now);
@@ -1298,7 +1298,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
         let mut state = fleet_state(&ctx, now);
-        let desired = state.desired.as_mut().unwrap();
+        let desired = Arc::make_mut(state.desired.as_mut().unwrap());
         let mut evil = entry("x", 99, NodeState::Online, now);
         evil.name = format!("evil\"{HOSTILE}");
         evil.user = HOSTILE.into();
