@@ -10,7 +10,7 @@ use tart_sync::config::Settings;
 use tart_sync::controller::{self, Context};
 use tart_sync::desired::Desired;
 use tart_sync::headscale::HeadscaleClient;
-use tart_sync::layout::{self, Diff, Ids};
+use tart_sync::layout::{Diff, Ids};
 use tart_sync::reconcile::{self, Instance};
 use tokio::sync::watch;
 
@@ -238,7 +238,8 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
         };
         match inst.live(&ids).await {
             Ok(Some((live, _))) => {
-                let d = Diff::between(&layout::targets_of(&live), &targets);
+                let live = reconcile::live_form(&live).map(|l| l.targets());
+                let d = Diff::between(&live.unwrap_or_default(), &targets);
                 if d.is_empty() {
                     println!("Caddy {address}: up to date (/id/{})", ids.route);
                 } else {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caddy_client::{Client, Error as CaddyError, Etag};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::{RouteMode, RouteSettings};
-use crate::layout::{self, Diff, Features, Ids};
+use crate::layout::{self, Diff, Features, Ids, RouteForm};
 
 /// Attempts per reconcile when another writer changes the config between our read and write.
 const MAX_ATTEMPTS: usize = 4;
@@ -173,9 +174,15 @@ impl Instance {
         Ok(f)
     }
 
-    /// Reads the live owned route (by `@id`, nothing else), with its ETag; `None` when absent.
-    pub async fn live(&self, ids: &Ids) -> Result<Option<(Value, Etag)>, CaddyError> {
-        match self.client.id(&ids.route).get_with_etag::<Value>().await {
+    /// Reads the live owned route (by `@id`, nothing else) as JSON text, with
+    /// its ETag; `None` when absent. [`live_form`] reads the text.
+    pub async fn live(&self, ids: &Ids) -> Result<Option<(Box<RawValue>, Etag)>, CaddyError> {
+        match self
+            .client
+            .id(&ids.route)
+            .get_with_etag::<Box<RawValue>>()
+            .await
+        {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -256,12 +263,16 @@ impl Instance {
                         match self.live(&ids).await? {
                             Some((live, etag)) => {
                                 self.last_full_check = Some(Instant::now());
-                                let desired = layout::subtree(targets, routes, features);
-                                if live == desired {
+                                let live = live_form(&live);
+                                let desired = layout::route(targets, routes, features);
+                                if live.as_ref().is_some_and(|l| l.matches(&desired)) {
                                     self.last = Some((rev, Arc::clone(targets)));
                                     return Ok(Outcome::Unchanged);
                                 }
-                                (etag, Arc::new(layout::targets_of(&live)))
+                                (
+                                    etag,
+                                    Arc::new(live.map(|l| l.targets()).unwrap_or_default()),
+                                )
                             }
                             None => continue, // removed meanwhile
                         }
@@ -271,7 +282,10 @@ impl Instance {
                 }
                 None => match self.live(&ids).await? {
                     // A route without a stamp (older tart-sync): replace it.
-                    Some((live, etag)) => (etag, Arc::new(layout::targets_of(&live))),
+                    Some((live, etag)) => (
+                        etag,
+                        Arc::new(live_form(&live).map(|l| l.targets()).unwrap_or_default()),
+                    ),
                     None => {
                         let desired = layout::route(targets, routes, features);
                         match self.install(&desired, routes).await {
@@ -349,6 +363,19 @@ impl Instance {
             .put(desired)
             .await?;
         Ok(path)
+    }
+}
+
+/// The live route's [`RouteForm`]; `None` (and a warning) when it lost the
+/// shape of a route, e.g. by a hand edit: it is then rewritten, and its
+/// table counts as empty.
+pub fn live_form(live: &RawValue) -> Option<RouteForm> {
+    match RouteForm::parse(live.get()) {
+        Ok(form) => Some(form),
+        Err(e) => {
+            tracing::warn!(error = %e, "the live route tart-sync owns is not shaped like a route; it will be rewritten");
+            None
+        }
     }
 }
 
