@@ -104,10 +104,23 @@ impl Daemon {
         Ok(parse_metrics(&text))
     }
 
-    /// Waits (at most `limit`) until `/metrics` satisfies `pred`.
+    /// Waits (at most `limit`) until `/metrics` satisfies `pred`, reading it every 20 ms.
     pub async fn wait_counters(
         &mut self,
         limit: Duration,
+        pred: impl Fn(&Counters) -> bool,
+    ) -> Res<Counters> {
+        self.wait_counters_every(limit, Duration::from_millis(20), pred)
+            .await
+    }
+
+    /// [`Daemon::wait_counters`], reading `/metrics` every `period` (a
+    /// measurement window reads it rarely, so it measures tart-sync's cycles,
+    /// not its status server).
+    pub async fn wait_counters_every(
+        &mut self,
+        limit: Duration,
+        period: Duration,
         pred: impl Fn(&Counters) -> bool,
     ) -> Res<Counters> {
         let deadline = Instant::now() + limit;
@@ -125,7 +138,7 @@ impl Daemon {
                     tail(&self.log_text(), 40)
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(period).await;
         }
     }
 

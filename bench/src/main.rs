@@ -18,7 +18,6 @@ mod load;
 mod naive;
 mod names;
 mod parts;
-mod proto;
 mod standin;
 
 use std::time::Duration;

@@ -12,7 +12,7 @@ use e2e::sync::{caddyfile_example, DOMAIN};
 use e2e::{free_port, Caddy, TempDir, Version};
 use serde_json::Value;
 use tart_sync::config::{RouteSettings, Settings};
-use tart_sync::layout::{self, bucket_key, Diff, Features, Ids};
+use tart_sync::layout::{self, bucket_key, Diff, Features, Ids, RouteForm};
 use tart_sync::reconcile::{find_site, Instance, Outcome};
 
 use crate::daemon::{self, Daemon};
@@ -129,20 +129,20 @@ pub async fn serve(opts: &Options, n: usize) -> Res<()> {
 /// The kinds of `--mem-probe`.
 pub const MEM_PROBES: [(&str, &str); 4] = [
     (
-        "current-parse",
-        "parse the node list as tart-sync does now (`parse_node_list`: `Value` tree, then nodes)",
+        "parse-nodes",
+        "parse the node list (`parse_node_list`; kept until the answer changes)",
     ),
     (
-        "typed-parse",
-        "prototype: typed parse (serde derive, borrowed strings), owned nodes",
+        "route-form",
+        "read the live route for the full check (`RouteForm`, every 10 minutes)",
     ),
     (
-        "route-parse",
-        "parse the live route as tart-sync does now (GET body → `Value`)",
+        "route-value",
+        "the same route read as a `serde_json::Value` tree (for comparison; not used)",
     ),
     (
         "route-build",
-        "build the desired route (`layout::subtree` → `Value`)",
+        "build the desired route (`layout::route`: typed, borrowing the table)",
     ),
 ];
 
@@ -157,8 +157,8 @@ pub fn mem_probe(kind: &str, n: usize, dir: &std::path::Path) -> Res<u64> {
         stream_close_delay: true,
     };
     let input = match kind {
-        "current-parse" | "typed-parse" => std::fs::read(dir.join("nodes.json"))?,
-        "route-parse" => std::fs::read(dir.join("route.json"))?,
+        "parse-nodes" => std::fs::read(dir.join("nodes.json"))?,
+        "route-form" | "route-value" => std::fs::read(dir.join("route.json"))?,
         "route-build" => Vec::new(),
         other => return Err(err(format!("unknown probe {other}"))),
     };
@@ -175,14 +175,18 @@ pub fn mem_probe(kind: &str, n: usize, dir: &std::path::Path) -> Res<u64> {
         return Err(err("cannot reset the peak RSS (clear_refs)"));
     }
     let before = daemon::status_kb(pid, "VmRSS")?;
-    let kept: Box<dyn std::any::Any> = match kind {
-        "current-parse" => Box::new(tart_sync::headscale::parse_node_list(&input)?.nodes),
-        "typed-parse" => Box::new(crate::proto::parse_typed(&input)?),
-        "route-parse" => Box::new(serde_json::from_slice::<Value>(&input)?),
-        _ => Box::new(layout::subtree(&targets, &settings.routes, features)),
+    // The peak while the step's result is still held.
+    let held = |value: &dyn std::fmt::Debug| -> Res<u64> {
+        let peak = daemon::status_kb(pid, "VmHWM")?;
+        std::hint::black_box(value);
+        Ok(peak)
     };
-    let peak = daemon::status_kb(pid, "VmHWM")?;
-    std::hint::black_box(&kept);
+    let peak = match kind {
+        "parse-nodes" => held(&tart_sync::headscale::parse_node_list(&input)?)?,
+        "route-form" => held(&RouteForm::parse(std::str::from_utf8(&input)?)?)?,
+        "route-value" => held(&serde_json::from_slice::<Value>(&input)?)?,
+        _ => held(&layout::route(&targets, &settings.routes, features))?,
+    };
     Ok(peak.saturating_sub(before))
 }
 
@@ -909,28 +913,27 @@ async fn change_cost(
         let features = f.inst.features.unwrap_or(Features {
             stream_close_delay: true,
         });
-        let (mut get_ms, mut build_ms, mut cmp_ms, mut write_ms) =
+        let (mut get_ms, mut diff_ms, mut build_ms, mut write_ms) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
+            let before = cur.clone();
             let next = flip(&cur[&x], dial, alt).to_string();
             cur.insert(x.clone(), next);
             let t = Instant::now();
-            let (live, etag) = f
-                .inst
-                .live(&ids)
-                .await?
-                .ok_or_else(|| err("the tart-sync route vanished"))?;
+            let (stamp, etag) = f.inst.client.id(&ids.rev).get_with_etag::<Value>().await?;
             get_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
-            let desired = layout::subtree(&cur, &f.routes, features);
-            build_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            let t = Instant::now();
-            let same = live == desired;
-            let diff = Diff::between(&layout::targets_of(&live), &cur);
-            cmp_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            if same || diff.changed.len() != 1 {
+            let rev = layout::revision(&cur, &f.routes, features);
+            let diff = Diff::between(&before, &cur);
+            diff_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            if stamp.get("tart_sync_rev").and_then(Value::as_str) == Some(rev.as_str())
+                || diff.changed.len() != 1
+            {
                 return Err(err("breakdown: the change was not seen"));
             }
+            let t = Instant::now();
+            let desired = layout::route(&cur, &f.routes, features);
+            build_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             f.inst
                 .client
@@ -943,10 +946,10 @@ async fn change_cost(
         breakdown_rows.push(vec![
             int(n as f64),
             ms(median(&get_ms)),
+            ms(median(&diff_ms)),
             ms(median(&build_ms)),
-            ms(median(&cmp_ms)),
             ms(median(&write_ms)),
-            ms(median(&get_ms) + median(&build_ms) + median(&cmp_ms) + median(&write_ms)),
+            ms(median(&get_ms) + median(&diff_ms) + median(&build_ms) + median(&write_ms)),
         ]);
 
         // Naive: PATCH the one route.
@@ -1036,10 +1039,11 @@ async fn change_cost(
     }
     let mut s = String::from("## 2. Change cost\n\n");
     s.push_str(&format!(
-        "One change: from calling `Instance::reconcile` with one target changed (GET the live route with its ETag, \
-build the desired route, compare, one guarded PATCH) to Caddy answering the write; naive: one PATCH of that TART's \
-route. Median / max of {} trial(s) ({} for naive at 10,000). Burst: up to 100 targets changed in one poll; writes \
-counted in Caddy's log (`admin.api` \"received request\", POST/PUT/PATCH/DELETE).\n\n",
+        "One change: from calling `Instance::reconcile` with one target changed (GET the route's revision stamp with \
+its ETag, compute the new stamp and the diff from the table in memory, build the route, one guarded PATCH) to Caddy \
+answering the write; naive: one PATCH of that TART's route. Median / max of {} trial(s) ({} for naive at 10,000). \
+Burst: up to 100 targets changed in one poll; writes counted in Caddy's log (`admin.api` \"received request\", \
+POST/PUT/PATCH/DELETE).\n\n",
         opts.change_trials,
         opts.change_trials.min(5)
     ));
@@ -1061,10 +1065,10 @@ counted in Caddy's log (`admin.api` \"received request\", POST/PUT/PATCH/DELETE)
     s.push_str(&table(
         &[
             "TARTs",
-            "GET /id/tart-sync (+ parse)",
-            "build desired (`layout::subtree`)",
-            "compare + diff",
-            "PATCH (Caddy reloads)",
+            "GET the stamp (`/id/tart-sync-rev`)",
+            "new stamp + diff (in memory)",
+            "build the route (`layout::route`)",
+            "PATCH (serialize; Caddy reloads)",
             "sum",
         ],
         &breakdown_rows,
@@ -1306,7 +1310,7 @@ async fn idle_run(opts: &Options, n: usize) -> Res<Idle> {
     let limit = interval * (opts.idle_cycles as u32) * 4 + Duration::from_secs(60);
     let c1 = live
         .daemon
-        .wait_counters(limit, |c| c.cycles >= target)
+        .wait_counters_every(limit, Duration::from_secs(1), |c| c.cycles >= target)
         .await?;
     let cpu1 = daemon::cpu_ticks(pid)?;
     let window_s = t0.elapsed().as_secs_f64();
@@ -1348,16 +1352,20 @@ async fn idle_run(opts: &Options, n: usize) -> Res<Idle> {
 }
 
 /// The steps of one idle cycle, timed in this process (release build) on the
-/// same data: where an idle cycle's CPU goes.
+/// same data, with tart-sync's own functions: where an idle cycle's CPU goes,
+/// and what a changed answer or the periodic full check add.
 async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
     let settings = settings_from(&live.env)?;
     let http = http_client()?;
+    let headscale = tart_sync::headscale::HeadscaleClient::from_settings(&settings.headscale)?;
     let inst = Instance::new(&live.caddy.admin)?;
     let ids = Ids::new(&settings.routes.id_prefix);
     let features = Features {
         stream_close_delay: true,
     };
     let url = format!("{}/api/v1/node", live.standin.url());
+    // The first answer is parsed and kept, as by the daemon's first poll.
+    headscale.list_nodes_shared(None).await?;
     let mut t: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut rec = |k: &'static str, start: Instant| {
         t.entry(k)
@@ -1373,10 +1381,22 @@ async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
             .await?
             .bytes()
             .await?;
-        rec("1 fetch the node list (HTTP)", s);
+        rec(
+            "1 HTTP only: fetch the node list into one buffer (reqwest)",
+            s,
+        );
+        let s = Instant::now();
+        let shared = headscale.list_nodes_shared(None).await?;
+        rec(
+            "2 poll headscale, answer unchanged (fetch + compare with the kept answer)",
+            s,
+        );
+        if shared.changed {
+            return Err(err("idle: the stand-in's answer changed between two polls"));
+        }
         let s = Instant::now();
         let list = tart_sync::headscale::parse_node_list(&body)?;
-        rec("2 parse the node list", s);
+        rec("3 parse the node list (only when the answer changed)", s);
         let s = Instant::now();
         let desired = tart_sync::desired::compute(
             &list.nodes,
@@ -1385,33 +1405,25 @@ async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
             time::OffsetDateTime::now_utc(),
         );
         let targets = desired.targets();
-        rec("3 desired state + targets", s);
+        rec(
+            "4 desired state + targets (only when the answer changed)",
+            s,
+        );
         let s = Instant::now();
-        let (live_route, _) = inst.live(&ids).await?.ok_or_else(|| err("no live route"))?;
-        rec("4 GET /id/tart-sync (+ parse)", s);
+        let stamp: Value = inst.client.id(&ids.rev).get().await?;
+        rec("5 GET the revision stamp (`/id/tart-sync-rev`)", s);
+        std::hint::black_box(stamp);
         let s = Instant::now();
-        let want = layout::subtree(&targets, &settings.routes, features);
-        rec("5 build desired route", s);
-        let s = Instant::now();
-        let same = live_route == want;
-        rec("6 compare", s);
+        let (raw, _) = inst.live(&ids).await?.ok_or_else(|| err("no live route"))?;
+        let form = RouteForm::parse(raw.get())?;
+        let same = form.matches(&layout::route(&targets, &settings.routes, features));
+        rec(
+            "6 full check (every 10 min): GET the route, read it, compare",
+            s,
+        );
         if !same {
             return Err(err("idle: the live route differs from the desired one"));
         }
-        // Prototypes of the recommended idle path.
-        let s = Instant::now();
-        std::hint::black_box(crate::proto::fingerprint(&body));
-        rec("7 prototype: fingerprint the answer (SipHash)", s);
-        let s = Instant::now();
-        let typed = crate::proto::parse_typed(&body)?;
-        rec("8 prototype: typed parse (serde derive, no Value tree)", s);
-        if typed.len() != list.nodes.len() {
-            return Err(err("prototype parse: node count differs"));
-        }
-        let s = Instant::now();
-        let small: Value = inst.client.id(&ids.index).at("source").get().await?;
-        rec("9 prototype: GET one small field of the route", s);
-        std::hint::black_box(small);
     }
     let mut out: Vec<(&'static str, f64)> = t.into_iter().map(|(k, v)| (k, median(&v))).collect();
     let step = |out: &[(&'static str, f64)], n: char| {
@@ -1419,14 +1431,11 @@ async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
             .find(|(k, _)| k.starts_with(n))
             .map_or(0.0, |s| s.1)
     };
-    let unchanged = step(&out, '1') + step(&out, '7') + step(&out, '9');
-    let changed = step(&out, '1') + step(&out, '8') + step(&out, '3') + step(&out, '9');
+    let unchanged = step(&out, '2') + step(&out, '5');
+    let changed = step(&out, '2') + step(&out, '3') + step(&out, '4') + step(&out, '5');
+    out.push(("A → idle cycle, answer unchanged (2 + 5)", unchanged));
     out.push((
-        "A → recommended idle cycle, answer unchanged (1 + 7 + 9)",
-        unchanged,
-    ));
-    out.push((
-        "B → recommended cycle, answer changed, targets equal (1 + 8 + 3 + 9)",
+        "B → cycle with a changed answer, same targets (2 + 3 + 4 + 5)",
         changed,
     ));
     Ok(out)
@@ -1519,7 +1528,8 @@ async fn steady_state(opts: &Options, report: &mut Report) -> Res<()> {
         "The real `tart-sync run` binary (release build) as a child process, configured by environment, against the \
 headscale stand-in listing N online nodes and Caddy with the route installed. Poll interval {:?}; after 5 warm-up \
 cycles, {} idle cycles are measured: CPU from /proc/<pid>/stat, peak RSS from VmHWM in /proc/<pid>/status (reset \
-with `echo 5 > /proc/<pid>/clear_refs` at the start of the window), cycles from `/metrics`. Each cycle = one \
+with `echo 5 > /proc/<pid>/clear_refs` at the start of the window), cycles from `/metrics` (read once a second in the \
+window). Each cycle = one \
 headscale poll + one reconcile that finds Caddy up to date.\n\n",
         opts.idle_interval, opts.idle_cycles
     ));
