@@ -174,7 +174,8 @@ impl Fnv {
     }
 }
 
-/// The owned route as a JSON value (for comparisons and `plan`).
+/// The owned route as a JSON value, for tools that inspect it (the daemon
+/// serializes [`route`] directly and compares with [`RouteForm::matches`]).
 pub fn subtree(
     targets: &BTreeMap<String, String>,
     routes: &RouteSettings,
