@@ -242,8 +242,7 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
         };
         match inst.live(&ids).await {
             Ok(Some((live, _))) => {
-                let live = reconcile::live_form(&live).map(|l| l.targets());
-                let d = Diff::between(&live.unwrap_or_default(), &targets);
+                let d = Diff::between(&reconcile::live_targets(&live), &targets);
                 if d.is_empty() {
                     println!("Caddy {address}: up to date (/id/{})", ids.route);
                 } else {

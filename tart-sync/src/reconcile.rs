@@ -282,10 +282,7 @@ impl Instance {
                 }
                 None => match self.live(&ids).await? {
                     // A route without a stamp (older tart-sync): replace it.
-                    Some((live, etag)) => (
-                        etag,
-                        Arc::new(live_form(&live).map(|l| l.targets()).unwrap_or_default()),
-                    ),
+                    Some((live, etag)) => (etag, Arc::new(live_targets(&live))),
                     None => {
                         let desired = layout::route(targets, routes, features);
                         match self.install(&desired, routes).await {
@@ -377,6 +374,12 @@ pub fn live_form(live: &RawValue) -> Option<RouteForm> {
             None
         }
     }
+}
+
+/// The name → target table of the live route ([`RouteForm::targets`]);
+/// empty when it lost the shape of a route.
+pub fn live_targets(live: &RawValue) -> BTreeMap<String, String> {
+    live_form(live).map(|l| l.targets()).unwrap_or_default()
 }
 
 /// The host of the site that carries the routes: `domain`, or `*.domain` in host mode.
