@@ -10,6 +10,8 @@ use e2e::for_each_version;
 use e2e::headscale::{fixture, SimNode};
 use e2e::sync::{once, Daemon, Rig};
 use serde_json::Value;
+use tart_sync::controller::LastOutcome;
+use tart_sync::desired::{Target, Targets};
 use time::OffsetDateTime;
 use wiremock::ResponseTemplate;
 
@@ -413,7 +415,7 @@ async fn a_mass_removal_is_held_for_the_grace_then_applied() {
             "{v:?}: mass removal applied at once"
         );
         let st = daemon.ctx.snapshot();
-        assert_eq!(st.caddies[0].last_outcome, "held", "{v:?}");
+        assert_eq!(st.caddies[0].last_outcome, LastOutcome::Held, "{v:?}");
         // The same picture for offline_grace: applied.
         assert!(
             rig.wait_for("/a1/", "503", WAIT).await,
@@ -538,14 +540,14 @@ async fn idle_cycles_read_only_the_stamp_and_a_full_check_undoes_hand_edits() {
     for_each_version(|v| async move {
         let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
         let settings = rig.settings(&[]);
-        let targets: std::collections::BTreeMap<String, String> = [
+        let targets: Targets = [
             (
                 "alpha".to_string(),
-                format!("{}:{}", fleet_ip(0), rig.upstream_port),
+                Target::Dial(format!("{}:{}", fleet_ip(0), rig.upstream_port)),
             ),
             (
                 "beta".to_string(),
-                format!("{}:{}", fleet_ip(1), rig.upstream_port),
+                Target::Dial(format!("{}:{}", fleet_ip(1), rig.upstream_port)),
             ),
         ]
         .into();
@@ -591,7 +593,7 @@ async fn idle_cycles_read_only_the_stamp_and_a_full_check_undoes_hand_edits() {
         assert_eq!(out, Outcome::Unchanged, "{v:?}");
         assert_eq!(rig.caddy.admin_writes(), writes);
         // ... the periodic full comparison does, and puts it back in one write.
-        inst.full_check_every = Duration::ZERO;
+        inst.set_full_check_every(Duration::ZERO);
         let out = inst
             .reconcile(&targets, &settings.routes, false)
             .await

@@ -12,6 +12,7 @@ use e2e::sync::{caddyfile_example, DOMAIN};
 use e2e::{free_port, Caddy, TempDir, Version};
 use serde_json::Value;
 use tart_sync::config::{RouteSettings, Settings};
+use tart_sync::desired::{Target, Targets};
 use tart_sync::layout::{self, bucket_key, Diff, Features, Ids, RouteForm};
 use tart_sync::reconcile::{find_site, Instance, Outcome};
 
@@ -163,13 +164,13 @@ pub fn mem_probe(kind: &str, n: usize, dir: &std::path::Path) -> Res<u64> {
         other => return Err(err(format!("unknown probe {other}"))),
     };
     let ip = fleet_ip(0);
-    let targets: BTreeMap<String, String> = if kind == "route-build" {
+    let targets: Targets = if kind == "route-build" {
         names::names(n)
             .into_iter()
-            .map(|name| (name, format!("{ip}:8080")))
+            .map(|name| (name, Target::Dial(format!("{ip}:8080"))))
             .collect()
     } else {
-        BTreeMap::new()
+        Targets::new()
     };
     if !daemon::reset_peak_rss(pid) {
         return Err(err("cannot reset the peak RSS (clear_refs)"));
@@ -205,9 +206,9 @@ fn mem_probes(n: usize) -> Res<Vec<(&'static str, u64)>> {
         serde_json::to_vec(&serde_json::json!({ "nodes": nodes }))?,
     )?;
     let settings = settings_from(&tart_env("http://127.0.0.1:9", "127.0.0.1:2019", 8080, &[]))?;
-    let targets: BTreeMap<String, String> = names
+    let targets: Targets = names
         .iter()
-        .map(|n| (n.clone(), format!("{ip}:8080")))
+        .map(|n| (n.clone(), Target::Dial(format!("{ip}:8080"))))
         .collect();
     let route = layout::subtree(
         &targets,
@@ -314,7 +315,7 @@ fn settings_from(env: &BTreeMap<String, String>) -> Res<Settings> {
 struct Fleet {
     n: usize,
     order: Vec<String>,
-    targets: BTreeMap<String, String>,
+    targets: Targets,
     a: Caddy,
     a_addr: SocketAddr,
     inst: Instance,
@@ -328,9 +329,9 @@ impl Fleet {
     async fn start(n: usize, dial: &str, upstream_port: u16) -> Res<Fleet> {
         let all = names::names(n);
         let order = names::naive_order(&all);
-        let targets: BTreeMap<String, String> = all
+        let targets: Targets = all
             .iter()
-            .map(|name| (name.clone(), dial.to_string()))
+            .map(|name| (name.clone(), Target::Dial(dial.to_string())))
             .collect();
         let (a, a_addr) = site_caddy()?;
         let settings = settings_from(&tart_env(
@@ -749,8 +750,8 @@ async fn layout_variants(
         + "/routes";
     let pointer = |p: &str| format!("/{p}");
     let id = Ids::new(&big.routes.id_prefix).route;
-    let route_big: Value = big.inst.client.id(&id).get().await?;
-    let route_small: Value = small.inst.client.id(&id).get().await?;
+    let route_big: Value = big.inst.client().id(&id).get().await?;
+    let route_small: Value = small.inst.client().id(&id).get().await?;
     let with = |route: &Value, at: &str| -> Res<Value> {
         let mut cfg = original.clone();
         cfg.pointer_mut(&pointer(at))
@@ -861,11 +862,11 @@ medians of {} interleaved run(s) of {secs} s):\n\n",
 // ---------------------------------------------------------------- part 2
 
 /// The other dial address.
-fn flip<'a>(current: &str, dial: &'a str, alt: &'a str) -> &'a str {
-    if current == dial {
-        alt
+fn flip(current: &Target, dial: &str, alt: &str) -> Target {
+    if current.as_lookup() == dial {
+        Target::Dial(alt.to_string())
     } else {
-        dial
+        Target::Dial(dial.to_string())
     }
 }
 
@@ -889,7 +890,7 @@ async fn change_cost(
         // tart-sync: the real reconcile with one target changed.
         let mut a_ms = Vec::new();
         for _ in 0..opts.change_trials {
-            let next = flip(&cur[&x], dial, alt).to_string();
+            let next = flip(&cur[&x], dial, alt);
             cur.insert(x.clone(), next);
             let t = Instant::now();
             let out = f.inst.reconcile(&cur, &f.routes, true).await?;
@@ -910,23 +911,28 @@ async fn change_cost(
 
         // The same steps, timed one by one.
         let ids = Ids::new(&f.routes.id_prefix);
-        let features = f.inst.features.unwrap_or(Features {
+        let features = f.inst.known_features().unwrap_or(Features {
             stream_close_delay: true,
         });
         let (mut get_ms, mut diff_ms, mut build_ms, mut write_ms) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3 {
             let before = cur.clone();
-            let next = flip(&cur[&x], dial, alt).to_string();
+            let next = flip(&cur[&x], dial, alt);
             cur.insert(x.clone(), next);
             let t = Instant::now();
-            let (stamp, etag) = f.inst.client.id(&ids.rev).get_with_etag::<Value>().await?;
+            let (stamp, etag) = f
+                .inst
+                .client()
+                .id(&ids.rev)
+                .get_with_etag::<Value>()
+                .await?;
             get_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             let rev = layout::revision(&cur, &f.routes, features);
             let diff = Diff::between(&before, &cur);
             diff_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            if stamp.get("tart_sync_rev").and_then(Value::as_str) == Some(rev.as_str())
+            if stamp.get(&ids.rev_var).and_then(Value::as_str) == Some(rev.as_str())
                 || diff.changed.len() != 1
             {
                 return Err(err("breakdown: the change was not seen"));
@@ -936,7 +942,7 @@ async fn change_cost(
             build_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let t = Instant::now();
             f.inst
-                .client
+                .client()
                 .id(&ids.route)
                 .if_match(&etag)
                 .patch(&desired)
@@ -962,7 +968,9 @@ async fn change_cost(
         let mut b_dial = dial.to_string();
         let mut b_ms = Vec::new();
         for _ in 0..naive_trials {
-            b_dial = flip(&b_dial, dial, alt).to_string();
+            b_dial = flip(&Target::Dial(b_dial), dial, alt)
+                .as_lookup()
+                .to_string();
             let t = Instant::now();
             naive::patch_route(
                 &client_b,
@@ -982,7 +990,7 @@ async fn change_cost(
         let picked: Vec<usize> = (0..k).map(|j| j * n / k).collect();
         for &i in &picked {
             let name = &f.order[i];
-            let next = flip(&cur[name], dial, alt).to_string();
+            let next = flip(&cur[name], dial, alt);
             cur.insert(name.clone(), next);
         }
         let w0 = f.a.admin_writes();
@@ -999,7 +1007,9 @@ async fn change_cost(
             let w0 = f.b.admin_writes();
             let t = Instant::now();
             for &i in &picked {
-                b_dial = flip(&b_dial, dial, alt).to_string();
+                b_dial = flip(&Target::Dial(b_dial), dial, alt)
+                    .as_lookup()
+                    .to_string();
                 naive::patch_route(
                     &client_b,
                     &f.place.route_path(i),
@@ -1410,7 +1420,7 @@ async fn idle_steps(live: &Live) -> Res<Vec<(&'static str, f64)>> {
             s,
         );
         let s = Instant::now();
-        let stamp: Value = inst.client.id(&ids.rev).get().await?;
+        let stamp: Value = inst.client().id(&ids.rev).get().await?;
         rec("5 GET the revision stamp (`/id/tart-sync-rev`)", s);
         std::hint::black_box(stamp);
         let s = Instant::now();

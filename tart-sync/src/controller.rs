@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::desired::{self, Desired};
+use crate::desired::{self, Desired, Targets};
 use crate::headscale::{HeadscaleClient, HeadscaleError};
 use crate::reconcile::{Instance, Outcome, SyncError};
 
@@ -50,12 +50,63 @@ pub struct CaddyStatus {
     pub last_sync: Option<OffsetDateTime>,
     /// The last error, if the last reconcile failed.
     pub last_error: Option<String>,
-    /// What the last reconcile did: `unchanged`, `installed`, `updated`, `held`, `error`.
-    pub last_outcome: String,
+    /// What the last reconcile did.
+    pub last_outcome: LastOutcome,
     /// Routes it carries.
     pub routes: usize,
     /// Whether it supports WebSockets across reloads (`stream_close_delay`), once known.
     pub stream_close_delay: Option<bool>,
+}
+
+/// What the last reconcile with one Caddy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LastOutcome {
+    /// Not tried yet.
+    #[default]
+    Pending,
+    /// Caddy already matched: nothing written.
+    Unchanged,
+    /// The owned route was missing and was inserted.
+    Installed,
+    /// The owned route was replaced in one write.
+    Updated,
+    /// A mass removal is being held back.
+    Held,
+    /// The reconcile failed.
+    Error,
+}
+
+impl LastOutcome {
+    /// `pending`, `unchanged`, `installed`, `updated`, `held` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastOutcome::Pending => "pending",
+            LastOutcome::Unchanged => "unchanged",
+            LastOutcome::Installed => "installed",
+            LastOutcome::Updated => "updated",
+            LastOutcome::Held => "held",
+            LastOutcome::Error => "error",
+        }
+    }
+}
+
+/// A desired state as the loop publishes it to the per-Caddy tasks: the
+/// state and the table computed from it once.
+#[derive(Debug)]
+pub struct Published {
+    /// The desired state.
+    pub desired: Arc<Desired>,
+    /// Its table ([`Desired::targets`]).
+    pub targets: Arc<Targets>,
+}
+
+impl Published {
+    /// Publishes `desired` with its table.
+    pub fn new(desired: Arc<Desired>) -> Published {
+        let targets = Arc::new(desired.targets());
+        Published { desired, targets }
+    }
 }
 
 /// Everything the status server shows; written only by the loop.
@@ -116,7 +167,6 @@ impl Context {
             .iter()
             .map(|a| CaddyStatus {
                 address: a.clone(),
-                last_outcome: "pending".into(),
                 ..Default::default()
             })
             .collect();
@@ -303,7 +353,7 @@ pub async fn sync_instance(
     ctx: &Context,
     idx: usize,
     inst: &mut Instance,
-    targets: &Arc<BTreeMap<String, String>>,
+    targets: &Arc<Targets>,
     allow_mass_removal: bool,
 ) -> bool {
     let started = Instant::now();
@@ -313,18 +363,18 @@ pub async fn sync_instance(
         .await;
     let took = started.elapsed().as_secs_f64();
     let now = OffsetDateTime::now_utc();
-    let address = inst.address.clone();
+    let address = inst.address().to_string();
     let was_failing =
         ctx.read_state(|s| s.caddies.get(idx).is_some_and(|c| c.last_error.is_some()));
-    let (outcome_name, ok, wrote) = match &result {
-        Ok(Outcome::Unchanged) => ("unchanged", true, false),
+    let (outcome, ok, wrote) = match &result {
+        Ok(Outcome::Unchanged) => (LastOutcome::Unchanged, true, false),
         Ok(Outcome::Installed { path, routes }) => {
             tracing::info!(caddy = %address, at = %path, routes, "installed the tart-sync route");
-            ("installed", true, true)
+            (LastOutcome::Installed, true, true)
         }
         Ok(Outcome::Updated(d)) => {
             tracing::info!(caddy = %address, added = ?d.added, removed = ?d.removed, changed = ?d.changed, "routes updated");
-            ("updated", true, true)
+            (LastOutcome::Updated, true, true)
         }
         Ok(Outcome::Held {
             unrouted,
@@ -333,7 +383,7 @@ pub async fn sync_instance(
         }) => {
             tracing::warn!(caddy = %address, unrouted, proxied, remaining = ?remaining,
                 "holding back a change that would stop more than half of the routes at once (headscale restart?); applying it if it persists");
-            ("held", false, false)
+            (LastOutcome::Held, false, false)
         }
         Err(e) => {
             ctx.count_error(&format!("caddy_{}", e.kind()));
@@ -342,7 +392,7 @@ pub async fn sync_instance(
             } else {
                 tracing::warn!(caddy = %address, error = %e, "Caddy sync failed; retrying every interval");
             }
-            ("error", false, false)
+            (LastOutcome::Error, false, false)
         }
     };
     if ok && was_failing {
@@ -361,9 +411,9 @@ pub async fn sync_instance(
     });
     ctx.with_state(|s| {
         if let Some(c) = s.caddies.get_mut(idx) {
-            c.reachable = !matches!(&result, Err(e) if e.kind() == "unreachable");
-            c.last_outcome = outcome_name.to_string();
-            c.stream_close_delay = inst.features.map(|f| f.stream_close_delay);
+            c.reachable = !matches!(&result, Err(e) if e.is_unreachable());
+            c.last_outcome = outcome;
+            c.stream_close_delay = inst.known_features().map(|f| f.stream_close_delay);
             match &result {
                 Ok(Outcome::Held { .. }) => {
                     c.last_error = Some("a mass removal is being held back".into());
@@ -400,8 +450,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let interval = ctx.settings.headscale.poll_interval;
-    let (tx, rx) =
-        watch::channel::<Option<Arc<(Arc<Desired>, Arc<BTreeMap<String, String>>)>>>(None);
+    let (tx, rx) = watch::channel::<Option<Arc<Published>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
         let ctx = ctx.clone();
@@ -410,8 +459,8 @@ pub async fn run(
         tasks.spawn(async move {
             loop {
                 let current = rx.borrow_and_update().clone();
-                if let Some(desired) = current {
-                    sync_instance(&ctx, idx, &mut inst, &desired.1, false).await;
+                if let Some(published) = current {
+                    sync_instance(&ctx, idx, &mut inst, &published.targets, false).await;
                 }
                 if *shutdown.borrow() {
                     return;
@@ -437,12 +486,13 @@ pub async fn run(
                     // Fixed rate: the next poll is one interval after this one started.
                     policy.success(now);
                     let changed = match tx.borrow().as_deref() {
-                        Some((last, _)) => !Arc::ptr_eq(last, &desired) && **last != *desired,
+                        Some(last) => {
+                            !Arc::ptr_eq(&last.desired, &desired) && *last.desired != *desired
+                        }
                         None => true,
                     };
                     if changed {
-                        let targets = Arc::new(desired.targets());
-                        tx.send_replace(Some(Arc::new((desired, targets))));
+                        tx.send_replace(Some(Arc::new(Published::new(desired))));
                     }
                 }
                 Err(e) => {

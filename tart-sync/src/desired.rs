@@ -61,19 +61,55 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The value Caddy's lookup table maps the name to: the dial address, or
-    /// [`OFFLINE`] for a node whose URL answers 503.
-    pub fn target(&self) -> &str {
+    /// Where the name's URL leads: the dial address while proxied, else [`Target::Offline`].
+    pub fn target(&self) -> Target {
         if self.state.is_proxied() {
-            &self.upstream
+            Target::Dial(self.upstream.clone())
         } else {
-            OFFLINE
+            Target::Offline
         }
     }
 }
 
-/// The lookup value of an offline TART (a dial address always has a `:`).
-pub const OFFLINE: &str = "offline";
+/// Where a TART's URL leads, as the owned route's lookup table stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Proxied to this dial address (`100.64.0.1:80`, `[fd7a::1]:80`, `name.suffix:80`).
+    Dial(String),
+    /// The URL answers the 503 "this TART is offline" page.
+    Offline,
+}
+
+impl Target {
+    /// The lookup value that stands for [`Target::Offline`] in Caddy's
+    /// config (a dial address always has a `:`, so the two never meet).
+    pub const OFFLINE_LOOKUP: &'static str = "offline";
+
+    /// The value Caddy's lookup map holds for this target.
+    pub fn as_lookup(&self) -> &str {
+        match self {
+            Target::Dial(addr) => addr,
+            Target::Offline => Self::OFFLINE_LOOKUP,
+        }
+    }
+
+    /// Reads a lookup value from Caddy's config back.
+    pub fn from_lookup(value: &str) -> Target {
+        if value == Self::OFFLINE_LOOKUP {
+            Target::Offline
+        } else {
+            Target::Dial(value.to_string())
+        }
+    }
+
+    /// True when requests are proxied.
+    pub fn is_proxied(&self) -> bool {
+        matches!(self, Target::Dial(_))
+    }
+}
+
+/// The table the owned route carries: name → target, sorted by name.
+pub type Targets = BTreeMap<String, Target>;
 
 /// Why a node that passes the filters gets no URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -96,11 +132,11 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// name → lookup target, as the Caddy layout stores it.
-    pub fn targets(&self) -> BTreeMap<String, String> {
+    /// The table the owned route carries.
+    pub fn targets(&self) -> Targets {
         self.entries
             .iter()
-            .map(|e| (e.name.clone(), e.target().to_string()))
+            .map(|e| (e.name.clone(), e.target()))
             .collect()
     }
 }

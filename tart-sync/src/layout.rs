@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::config::{RouteMode, RouteSettings};
-use crate::desired::OFFLINE;
+use crate::desired::{Target, Targets};
 
 /// At most this many bucket maps (each `map` handler costs every request a little).
 pub const MAX_BUCKETS: usize = 8;
@@ -69,19 +69,66 @@ pub struct Ids {
     /// The `vars` handler carrying the revision stamp: `<prefix>-rev`.
     pub rev: String,
     /// Regexp capture name and placeholder stem: `<prefix>` with `_` for `-`.
-    stem: String,
+    pub stem: String,
+    /// The variable holding the revision stamp: `<stem>_rev`.
+    pub rev_var: String,
+    /// The variable holding the request's target: `<stem>_upstream`.
+    pub upstream_var: String,
+    /// The variable holding the request's name: `<stem>_name`.
+    pub name_var: String,
+    /// The index map's output, the lookup of the name: `<stem>_lookup`.
+    pub lookup_var: String,
 }
 
 impl Ids {
     /// The ids for a prefix.
     pub fn new(prefix: &str) -> Ids {
+        let stem = prefix.replace('-', "_");
         Ids {
             route: prefix.to_string(),
             index: format!("{prefix}-index"),
             bucket: format!("{prefix}-bucket-"),
             rev: format!("{prefix}-rev"),
-            stem: prefix.replace('-', "_"),
+            rev_var: format!("{stem}_rev"),
+            upstream_var: format!("{stem}_upstream"),
+            name_var: format!("{stem}_name"),
+            lookup_var: format!("{stem}_lookup"),
+            stem,
         }
+    }
+
+    /// The `@id` of bucket map `i`: `<prefix>-bucket-<i>`.
+    pub fn bucket_id(&self, i: usize) -> String {
+        format!("{}{i}", self.bucket)
+    }
+
+    /// The dial placeholder of the proxy, `{http.vars.<stem>_upstream}`:
+    /// the one upstream address Caddy lists for every TART.
+    pub fn upstream_placeholder(&self) -> String {
+        format!("{{http.vars.{}}}", self.upstream_var)
+    }
+
+    /// The variable bucket map `i` writes: `<stem>_b<i>`.
+    fn bucket_var(&self, i: usize) -> String {
+        format!("{}_b{i}", self.stem)
+    }
+}
+
+/// The public URL of a TART: `https://<domain>/<name>/`, or
+/// `https://<name>.<domain>/` in host mode.
+pub fn node_url(routes: &RouteSettings, name: &str) -> String {
+    let domain = &routes.domain;
+    match routes.mode {
+        RouteMode::Path => format!("https://{domain}/{name}/"),
+        RouteMode::Host => format!("https://{name}.{domain}/"),
+    }
+}
+
+/// The host of the site that carries the routes: `domain`, or `*.domain` in host mode.
+pub fn site_host(routes: &RouteSettings) -> String {
+    match routes.mode {
+        RouteMode::Path => routes.domain.clone(),
+        RouteMode::Host => format!("*.{}", routes.domain),
     }
 }
 
@@ -135,11 +182,7 @@ const LAYOUT_VERSION: &str = concat!("layout-2/", env!("CARGO_PKG_VERSION"));
 /// layout version, the settings that shape the route, the features, and every
 /// name → target. Stored in the route (`@id` `<prefix>-rev`), so an idle cycle
 /// compares 16 hex digits instead of the whole route.
-pub fn revision(
-    targets: &BTreeMap<String, String>,
-    routes: &RouteSettings,
-    features: Features,
-) -> String {
+pub fn revision(targets: &Targets, routes: &RouteSettings, features: Features) -> String {
     let mut h = Fnv::default();
     h.write(LAYOUT_VERSION.as_bytes());
     h.write(routes.domain.as_bytes());
@@ -150,7 +193,7 @@ pub fn revision(
     for (name, target) in targets {
         h.write(name.as_bytes());
         h.write(&[0]);
-        h.write(target.as_bytes());
+        h.write(target.as_lookup().as_bytes());
         h.write(&[0]);
     }
     format!("{:016x}", h.0)
@@ -176,17 +219,13 @@ impl Fnv {
 
 /// The owned route as a JSON value, for tools that inspect it (the daemon
 /// serializes [`route`] directly and compares with [`RouteForm::matches`]).
-pub fn subtree(
-    targets: &BTreeMap<String, String>,
-    routes: &RouteSettings,
-    features: Features,
-) -> Value {
+pub fn subtree(targets: &Targets, routes: &RouteSettings, features: Features) -> Value {
     serde_json::to_value(route(targets, routes, features)).unwrap_or(Value::Null)
 }
 
-/// Builds the owned route for these targets (name → dial address or [`OFFLINE`]).
+/// Builds the owned route for these targets.
 pub fn route<'a>(
-    targets: &'a BTreeMap<String, String>,
+    targets: &'a Targets,
     routes: &RouteSettings,
     features: Features,
 ) -> OwnedRoute<'a> {
@@ -194,9 +233,10 @@ pub fn route<'a>(
     let stem = &ids.stem;
     let name_ph = format!("{{http.regexp.{stem}.1}}");
     let key_ph = format!("{{http.regexp.{stem}.2}}");
-    let lookup = format!("{stem}_lookup");
-    let var_upstream = format!("{stem}_upstream");
-    let var_name = format!("{stem}_name");
+    let lookup = &ids.lookup_var;
+    let var_upstream = &ids.upstream_var;
+    let var_name = &ids.name_var;
+    const OFFLINE: &str = Target::OFFLINE_LOOKUP;
 
     // Group names by bucket key; spread keys over buckets, biggest first, to the least full.
     let mut by_key: BTreeMap<&str, Vec<(&'a str, &'a str)>> = BTreeMap::new();
@@ -204,7 +244,7 @@ pub fn route<'a>(
         by_key
             .entry(bucket_key(name))
             .or_default()
-            .push((name, target));
+            .push((name, target.as_lookup()));
     }
     let n_buckets = targets
         .len()
@@ -230,7 +270,7 @@ pub fn route<'a>(
             .unwrap_or("");
         index.push(MappingOut {
             input,
-            outputs: [Cow::Owned(format!("{{{stem}_b{slot}}}"))],
+            outputs: [Cow::Owned(format!("{{{}}}", ids.bucket_var(slot)))],
         });
     }
 
@@ -245,10 +285,10 @@ pub fn route<'a>(
     }));
     for (i, mappings) in buckets.into_iter().enumerate() {
         handle.push(HandlerOut::Map(MapOut {
-            id: format!("{}{i}", ids.bucket),
+            id: ids.bucket_id(i),
             handler: "map",
             source: name_ph.clone(),
-            destinations: [format!("{{{stem}_b{i}}}")],
+            destinations: [format!("{{{}}}", ids.bucket_var(i))],
             mappings,
             defaults: [""],
         }));
@@ -259,15 +299,15 @@ pub fn route<'a>(
     vars.insert(var_name.clone(), json!(name_ph));
     vars.insert(var_upstream.clone(), json!(format!("{{{lookup}}}")));
     vars.insert(
-        format!("{stem}_rev"),
+        ids.rev_var.clone(),
         json!(revision(targets, routes, features)),
     );
     handle.push(HandlerOut::Other(Value::Object(vars)));
 
-    let known = json!([{ "vars": { &var_upstream: [""] } }]);
+    let known = json!([{ "vars": { var_upstream: [""] } }]);
     let mut proxy = json!({
         "handler": "reverse_proxy",
-        "upstreams": [{"dial": format!("{{http.vars.{var_upstream}}}")}],
+        "upstreams": [{"dial": ids.upstream_placeholder()}],
     });
     if features.stream_close_delay && !routes.stream_close_delay.is_zero() {
         proxy["stream_close_delay"] = json!(humantime::format_duration(routes.stream_close_delay)
@@ -280,7 +320,7 @@ pub fn route<'a>(
 <p>This telescope is not connected right now. The page will work again when it reconnects.</p></body></html>\n"
     );
     let offline = json!({
-        "match": [{"vars": {&var_upstream: [OFFLINE]}}],
+        "match": [{"vars": {var_upstream: [OFFLINE]}}],
         "handle": [{
             "handler": "static_response",
             "status_code": 503,
@@ -289,7 +329,7 @@ pub fn route<'a>(
         }],
         "terminal": true,
     });
-    let proxied = json!([{"not": [{"vars": {&var_upstream: ["", OFFLINE]}}]}]);
+    let proxied = json!([{"not": [{"vars": {var_upstream: ["", OFFLINE]}}]}]);
     let (matcher, subroutes) = match routes.mode {
         RouteMode::Path => {
             proxy["headers"] = json!({"request": {"set": {"X-Forwarded-Prefix": [format!("/{{http.vars.{var_name}}}")]}}});
@@ -439,7 +479,7 @@ impl RouteForm {
     /// The name → target table the route carries: the mappings of its bucket
     /// maps (for diffs and the mass-removal guard). Unknown shapes give
     /// nothing.
-    pub fn targets(&self) -> BTreeMap<String, String> {
+    pub fn targets(&self) -> Targets {
         let mut out = BTreeMap::new();
         for h in self.handle.iter().flatten() {
             let is_bucket = h
@@ -458,7 +498,7 @@ impl RouteForm {
                     .and_then(|o| o.get(0))
                     .and_then(Value::as_str);
                 if let (Some(i), Some(o)) = (input, output) {
-                    out.insert(i.to_string(), o.to_string());
+                    out.insert(i.to_string(), Target::from_lookup(o));
                 }
             }
         }
@@ -481,7 +521,7 @@ pub struct Diff {
 
 impl Diff {
     /// Compares `old` (live) with `new` (desired).
-    pub fn between(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Diff {
+    pub fn between(old: &Targets, new: &Targets) -> Diff {
         let mut d = Diff::default();
         for (name, target) in new {
             match old.get(name) {
@@ -494,8 +534,8 @@ impl Diff {
             if !new.contains_key(name) {
                 d.removed.push(name.clone());
             }
-            let was_proxied = target != OFFLINE;
-            let is_proxied = new.get(name).is_some_and(|t| t != OFFLINE);
+            let was_proxied = target.is_proxied();
+            let is_proxied = new.get(name).is_some_and(Target::is_proxied);
             if was_proxied && !is_proxied {
                 d.unrouted.push(name.clone());
             }
@@ -510,8 +550,8 @@ impl Diff {
 }
 
 /// Proxied routes in a table.
-pub fn proxied_count(targets: &BTreeMap<String, String>) -> usize {
-    targets.values().filter(|t| t.as_str() != OFFLINE).count()
+pub fn proxied_count(targets: &Targets) -> usize {
+    targets.values().filter(|t| t.is_proxied()).count()
 }
 
 #[cfg(test)]
@@ -530,13 +570,13 @@ mod tests {
     }
 
     /// 300 names over several buckets, some offline.
-    fn fleet() -> BTreeMap<String, String> {
+    fn fleet() -> Targets {
         (0..300)
             .map(|i| {
                 let target = if i % 7 == 0 {
-                    OFFLINE.to_string()
+                    Target::Offline
                 } else {
-                    format!("100.64.{}.{}:80", i / 250, i % 250 + 1)
+                    Target::Dial(format!("100.64.{}.{}:80", i / 250, i % 250 + 1))
                 };
                 (format!("tart-{i:03}"), target)
             })
@@ -640,7 +680,7 @@ mod tests {
                         .iter_mut()
                         .find(|h| h["handler"] == "vars")
                         .unwrap();
-                    vars["tart_sync_rev"] = json!("0000000000000000");
+                    vars[Ids::new("tart-sync").rev_var] = json!("0000000000000000");
                 }),
             ),
             (

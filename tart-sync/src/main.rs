@@ -202,10 +202,7 @@ fn print_desired(ctx: &Context, desired: &Desired) {
         routes.mode.as_str()
     );
     for e in &desired.entries {
-        let url = match routes.mode {
-            tart_sync::config::RouteMode::Path => format!("https://{}/{}/", routes.domain, e.name),
-            tart_sync::config::RouteMode::Host => format!("https://{}.{}/", e.name, routes.domain),
-        };
+        let url = tart_sync::layout::node_url(routes, &e.name);
         println!(
             "  {:<24} {:<8} {:<28} {}",
             e.name,
@@ -288,7 +285,7 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
             println!("headscale: PROBLEM: {e}");
         }
     }
-    let site = reconcile::site_host(&ctx.settings.routes);
+    let site = tart_sync::layout::site_host(&ctx.settings.routes);
     for address in &ctx.settings.caddy.admin {
         let client = match caddy_client::Client::new(address) {
             Ok(c) => c,

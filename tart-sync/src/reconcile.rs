@@ -1,7 +1,6 @@
 //! The reconcile step for one Caddy: compare the desired owned route with the
 //! live one and apply the difference in one guarded write.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,8 @@ use caddy_client::{Client, Error as CaddyError, Etag};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::config::{RouteMode, RouteSettings};
+use crate::config::RouteSettings;
+use crate::desired::Targets;
 use crate::layout::{self, Diff, Features, Ids, RouteForm};
 
 /// Attempts per reconcile when another writer changes the config between our read and write.
@@ -41,6 +41,11 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// True when Caddy's admin API could not be reached at all.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SyncError::Caddy(e) if e.is_unreachable())
+    }
+
     /// A short label for metrics: `unreachable`, `site_not_found`, `rejected`, ...
     pub fn kind(&self) -> &'static str {
         match self {
@@ -124,27 +129,27 @@ impl Guard {
 }
 
 /// A table, the features it was stamped for, and its revision stamp.
-type RevMemo = (Arc<BTreeMap<String, String>>, Features, String);
+type RevMemo = (Arc<Targets>, Features, String);
 
 /// One Caddy admin endpoint and what tart-sync knows about it.
 #[derive(Debug)]
 pub struct Instance {
     /// The admin address as configured.
-    pub address: String,
+    address: String,
     /// The client.
-    pub client: Client,
+    client: Client,
     /// What this Caddy accepts; probed on first contact and whenever the route must be (re)installed.
-    pub features: Option<Features>,
+    features: Option<Features>,
     /// The mass-removal guard.
-    pub guard: Guard,
+    guard: Guard,
     /// What tart-sync last wrote or verified here: revision stamp and table.
-    last: Option<(String, Arc<BTreeMap<String, String>>)>,
+    last: Option<(String, Arc<Targets>)>,
     /// The revision last computed, for the table it was computed from.
     rev_memo: Option<RevMemo>,
     /// When the whole live route was last compared with the desired one.
     last_full_check: Option<Instant>,
     /// How often to compare the whole route (default [`FULL_CHECK_EVERY`]).
-    pub full_check_every: Duration,
+    full_check_every: Duration,
 }
 
 impl Instance {
@@ -160,6 +165,27 @@ impl Instance {
             last_full_check: None,
             full_check_every: FULL_CHECK_EVERY,
         })
+    }
+
+    /// The admin address as configured.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The client for this Caddy's admin API.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// What this Caddy accepts, once probed.
+    pub fn known_features(&self) -> Option<Features> {
+        self.features
+    }
+
+    /// How often an idle cycle compares the whole route (default
+    /// [`FULL_CHECK_EVERY`]); `Duration::ZERO` compares it every cycle.
+    pub fn set_full_check_every(&mut self, every: Duration) {
+        self.full_check_every = every;
     }
 
     async fn features(&mut self, refresh: bool) -> Result<Features, CaddyError> {
@@ -193,16 +219,13 @@ impl Instance {
     /// `None` when absent (no route, or a route written by an older tart-sync).
     async fn live_rev(&self, ids: &Ids) -> Result<Option<(String, Etag)>, CaddyError> {
         match self.client.id(&ids.rev).get_with_etag::<Value>().await {
-            Ok((v, etag)) => {
-                let key = format!("{}_rev", ids.route.replace('-', "_"));
-                Ok(Some((
-                    v.get(&key)
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    etag,
-                )))
-            }
+            Ok((v, etag)) => Ok(Some((
+                v.get(&ids.rev_var)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                etag,
+            ))),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -216,7 +239,7 @@ impl Instance {
     /// the whole route is read and compared, so a hand edit is undone too.
     pub async fn reconcile(
         &mut self,
-        targets: &BTreeMap<String, String>,
+        targets: &Targets,
         routes: &RouteSettings,
         allow_mass_removal: bool,
     ) -> Result<Outcome, SyncError> {
@@ -229,7 +252,7 @@ impl Instance {
     /// and the table is not copied.
     pub async fn reconcile_shared(
         &mut self,
-        targets: &Arc<BTreeMap<String, String>>,
+        targets: &Arc<Targets>,
         routes: &RouteSettings,
         allow_mass_removal: bool,
     ) -> Result<Outcome, SyncError> {
@@ -344,7 +367,7 @@ impl Instance {
         desired: &R,
         routes: &RouteSettings,
     ) -> Result<String, SyncError> {
-        let site = site_host(routes);
+        let site = layout::site_host(routes);
         let (servers, etag) = self
             .client
             .config("apps/http/servers")
@@ -378,16 +401,8 @@ pub fn live_form(live: &RawValue) -> Option<RouteForm> {
 
 /// The name → target table of the live route ([`RouteForm::targets`]);
 /// empty when it lost the shape of a route.
-pub fn live_targets(live: &RawValue) -> BTreeMap<String, String> {
+pub fn live_targets(live: &RawValue) -> Targets {
     live_form(live).map(|l| l.targets()).unwrap_or_default()
-}
-
-/// The host of the site that carries the routes: `domain`, or `*.domain` in host mode.
-pub fn site_host(routes: &RouteSettings) -> String {
-    match routes.mode {
-        RouteMode::Path => routes.domain.clone(),
-        RouteMode::Host => format!("*.{}", routes.domain),
-    }
 }
 
 /// True for a route written by tart-sync (any `id_prefix`): its `@id` is `P`

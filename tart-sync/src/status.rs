@@ -90,9 +90,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::config::RouteMode;
-use crate::controller::{CaddyStatus, Context, HeadscaleStatus, SyncState};
+use crate::controller::{CaddyStatus, Context, HeadscaleStatus, LastOutcome, SyncState};
 use crate::desired::{Entry, NodeState, Skipped};
+use crate::layout::Ids;
 
 /// How long the page waits for one Caddy's `/reverse_proxy/upstreams`.
 const UPSTREAMS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -259,14 +259,6 @@ async fn fetch_health(caddies: &[Option<Client>]) -> Health {
     merge_health(&answers)
 }
 
-/// The public URL of a TART.
-fn node_url(mode: RouteMode, domain: &str, name: &str) -> String {
-    match mode {
-        RouteMode::Path => format!("https://{domain}/{name}/"),
-        RouteMode::Host => format!("https://{name}.{domain}/"),
-    }
-}
-
 fn build_report(ctx: &Context, state: SyncState, health: &Health) -> Report {
     let routes = &ctx.settings.routes;
     let polled = state.desired.is_some();
@@ -275,7 +267,7 @@ fn build_report(ctx: &Context, state: SyncState, health: &Health) -> Report {
         .entries
         .iter()
         .map(|e: &Entry| NodeReport {
-            url: node_url(routes.mode, &routes.domain, &e.name),
+            url: crate::layout::node_url(routes, &e.name),
             upstream_health: health.as_ref().and_then(|h| h.get(&e.upstream).copied()),
             name: e.name.clone(),
             node_id: e.node_id,
@@ -296,8 +288,8 @@ fn build_report(ctx: &Context, state: SyncState, health: &Health) -> Report {
         nodes,
         skipped: desired.skipped.clone(),
         tart_upstream: health.as_ref().and_then(|h| {
-            let stem = routes.id_prefix.replace('-', "_");
-            h.get(&format!("{{http.vars.{stem}_upstream}}")).copied()
+            h.get(&Ids::new(&routes.id_prefix).upstream_placeholder())
+                .copied()
         }),
         polled,
         health_known: health.is_some(),
@@ -784,7 +776,7 @@ fn write_caddies(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result
         "<thead><tr><th>Admin address</th><th>Reachable</th><th>Last sync</th><th>Last outcome</th><th>Routes</th><th title=\"WebSockets stay open across config reloads (stream_close_delay)\">WebSockets kept</th><th>Last error</th></tr></thead>\n<tbody>"
     )?;
     for c in &r.caddies {
-        let reachable = if c.last_outcome == "pending" {
+        let reachable = if c.last_outcome == LastOutcome::Pending {
             badge("warn", "not tried yet")
         } else if c.reachable {
             badge("ok", "reachable")
@@ -812,7 +804,7 @@ fn write_caddies(h: &mut String, r: &Report, now: OffsetDateTime) -> fmt::Result
 <td data-label=\"Last error\">{error}</td></tr>",
             addr = html_escape(&c.address),
             reach = c.reachable,
-            outcome = html_escape(&c.last_outcome),
+            outcome = c.last_outcome.as_str(),
             sync = opt_time_html(c.last_sync, now, "never"),
             routes = c.routes,
         )?;
@@ -1108,7 +1100,7 @@ mod tests {
         for c in &mut state.caddies {
             c.reachable = true;
             c.last_sync = Some(now);
-            c.last_outcome = "unchanged".into();
+            c.last_outcome = LastOutcome::Unchanged;
             c.routes = 3;
             c.stream_close_delay = Some(true);
         }
@@ -1307,7 +1299,6 @@ mod tests {
         state.headscale.reachable = false;
         state.headscale.last_error = Some(HOSTILE.into());
         state.caddies[0].last_error = Some(HOSTILE.into());
-        state.caddies[0].last_outcome = HOSTILE.into();
         let html = render_page(&build_report(&ctx, state, &None), now);
 
         assert!(!html.contains("<script"), "{html}");
@@ -1572,7 +1563,7 @@ mod tests {
         state.caddies.push(CaddyStatus {
             address: weird.into(),
             reachable: false,
-            last_outcome: "error".into(),
+            last_outcome: LastOutcome::Error,
             ..Default::default()
         });
         set_state(&ctx, state);
