@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -12,18 +11,8 @@ use e2e::headscale::API_KEY;
 use e2e::sync::Rig;
 use e2e::Version;
 
-fn binary() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/tart-sync");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo build -p tart-sync` (scripts/test does)",
-        p.display()
-    );
-    p
-}
-
 fn tart_sync(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    Command::new(binary())
+    Command::new(e2e::tart_sync_bin())
         .env_clear()
         .envs(env)
         .env("RUST_LOG", "info")
@@ -138,7 +127,7 @@ async fn run_logs_json_and_stops_cleanly_on_sigterm() {
     };
     rig.hs.set_nodes(&rig.nodes()).await;
     let env = rig.env(&[]);
-    let mut child = Command::new(binary())
+    let mut child = Command::new(e2e::tart_sync_bin())
         .env_clear()
         .envs(&env)
         .args(["--log-format", "json", "run"])

@@ -36,24 +36,6 @@ fn is_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-/// The tart-sync binary next to this test's own target directory
-/// (`target/debug/deps/status_page-…` → `target/debug/tart-sync`), else
-/// `<repo>/target/debug/tart-sync`. `TART_SYNC_BIN` overrides both.
-fn tart_sync_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("TART_SYNC_BIN") {
-        if !p.is_empty() {
-            return PathBuf::from(p);
-        }
-    }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent().map(|d| d.join("tart-sync")));
-    match beside {
-        Some(p) if p.exists() => p,
-        _ => repo_root().join("target/debug/tart-sync"),
-    }
-}
-
 /// Chromium, or `None` (SKIP) when it is not installed outside CI.
 fn chromium_bin() -> Option<PathBuf> {
     let p = std::env::var("CHROMIUM_BIN")
@@ -255,7 +237,7 @@ fn chromium(bin: &Path, profile: &Path, args: &[String], url: &str, log: PathBuf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_a_browser() {
-    let bin = tart_sync_bin();
+    let bin = e2e::tart_sync_bin();
     assert!(
         bin.exists(),
         "the tart-sync binary is missing at {}: build it first with `cargo build -p tart-sync --bin tart-sync` \

@@ -55,6 +55,27 @@ impl Version {
     }
 }
 
+/// The `tart-sync` binary of this build: `TART_SYNC_BIN` if set, else the
+/// one beside the running program (`target/debug/demo`) or one level up
+/// (`target/debug/deps/<test>-…`), whatever the target directory is.
+pub fn tart_sync_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TART_SYNC_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("tart-sync"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no tart-sync binary beside {}: build it with `cargo build -p tart-sync` (scripts/test does)",
+                exe.display()
+            )
+        })
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; tests run on loopback only).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

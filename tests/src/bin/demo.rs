@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -54,7 +53,7 @@ async fn main() {
     hs.set_nodes(&nodes).await;
 
     let status_port = free_port();
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/tart-sync");
+    let bin = e2e::tart_sync_bin();
     let child = Command::new(&bin)
         .env("TART_SYNC_HEADSCALE_URL", hs.url())
         .env("TART_SYNC_HEADSCALE_API_KEY", API_KEY)
