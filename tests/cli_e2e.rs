@@ -49,7 +49,7 @@ async fn configuration_errors_exit_2_and_name_the_setting() {
     assert!(text(&o).contains("routes.domain"), "{}", text(&o));
     assert!(!text(&o).contains(API_KEY), "the API key leaked");
 
-    let dir = e2e::TempDir::new("cfg");
+    let dir = e2e::temp_dir("cfg");
     let file = dir.path().join("tart-sync.toml");
     std::fs::write(&file, "[routes]\ndomian = \"x.org\"\n").unwrap();
     let o = tart_sync(

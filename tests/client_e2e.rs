@@ -215,7 +215,7 @@ async fn version_quirks_map_to_the_same_error_kinds() {
 #[tokio::test]
 async fn unix_socket_admin() {
     for_each_version(|v| async move {
-        let dir = e2e::TempDir::new("sock");
+        let dir = e2e::temp_dir("sock");
         let sock = dir.path().join("admin.sock");
         let mut cfg = base_config(free_port());
         cfg["admin"] = json!({"listen": format!("unix/{}", sock.display())});

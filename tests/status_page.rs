@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use e2e::backend::{fleet_ip, start_fleet};
-use e2e::{free_port, Caddy, TempDir, Version};
+use e2e::{free_port, temp_dir, Caddy, Version};
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -261,7 +261,7 @@ async fn status_page_in_a_browser() {
         .mount(&headscale)
         .await;
 
-    let work = TempDir::new("status-page");
+    let work = temp_dir("status-page");
     let status_port = free_port();
     let status = format!("http://127.0.0.1:{status_port}");
     let mut cmd = Command::new(&bin);
@@ -420,7 +420,7 @@ async fn status_page_in_a_browser() {
 
     // The browser.
     if let Some(chromium_path) = chromium_bin() {
-        let profile = TempDir::new("chromium-profile");
+        let profile = temp_dir("chromium-profile");
         let dom = tokio::task::spawn_blocking({
             let (chromium_path, profile_path, url, log) = (
                 chromium_path.clone(),

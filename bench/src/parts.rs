@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use e2e::backend::{fleet_ip, start_fleet, Backend};
 use e2e::headscale::API_KEY;
 use e2e::sync::{caddyfile_example, DOMAIN};
-use e2e::{free_port, Caddy, TempDir, Version};
+use e2e::{free_port, temp_dir, Caddy, TempDir, Version};
 use serde_json::Value;
 use tart_sync::config::{RouteSettings, Settings};
 use tart_sync::desired::{Target, Targets};
@@ -193,7 +193,7 @@ pub fn mem_probe(kind: &str, n: usize, dir: &std::path::Path) -> Res<u64> {
 
 /// Runs every `--mem-probe` for N nodes, each in a fresh process.
 fn mem_probes(n: usize) -> Res<Vec<(&'static str, u64)>> {
-    let dir = TempDir::new("bench-mem");
+    let dir = temp_dir("bench-mem");
     let names = names::names(n);
     let ip = fleet_ip(0);
     let nodes: Vec<Value> = names
@@ -1242,7 +1242,7 @@ impl Live {
         )];
         all.extend(extra.iter().cloned());
         let env = tart_env(standin.url(), &caddy.admin, backend.addr.port(), &all);
-        let dir = TempDir::new("bench");
+        let dir = temp_dir("bench");
         let mut daemon = Daemon::spawn(&opts.tart_sync, &env, dir.path().join("tart-sync.log"))?;
         // Installed, and a few cycles done.
         daemon

@@ -85,28 +85,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A temporary directory removed on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub use tempfile::TempDir;
 
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let p = std::env::temp_dir().join(format!("caddy-e2e-{tag}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory named after `tag`, removed on drop.
+pub fn temp_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("caddy-e2e-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// How a Caddy is started.
@@ -177,7 +163,7 @@ impl Caddy {
     }
 
     fn spawn(version: Version, bin: PathBuf, admin: String, startup: Startup) -> Caddy {
-        let dir = TempDir::new(match version {
+        let dir = temp_dir(match version {
             Version::V2_6 => "2.6",
             Version::Latest => "latest",
         });
