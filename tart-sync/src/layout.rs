@@ -176,7 +176,7 @@ struct MappingOut<'a> {
 
 /// Version of this layout, part of every revision stamp: a tart-sync that
 /// writes a different layout rewrites the route even if the fleet is the same.
-const LAYOUT_VERSION: &str = concat!("layout-2/", env!("CARGO_PKG_VERSION"));
+const LAYOUT_VERSION: &str = concat!("layout-3/", env!("CARGO_PKG_VERSION"));
 
 /// The revision stamp of a desired route: a stable 64-bit FNV-1a hash of the
 /// layout version, the settings that shape the route, the features, and every
@@ -342,7 +342,9 @@ pub fn route<'a>(
                 "handle": [{
                     "handler": "static_response",
                     "status_code": 308,
-                    "headers": {"Location": ["{http.request.uri.path}/"]},
+                    // Built from the validated name only, never from the raw
+                    // request path (which may hold `//evil.example/..`).
+                    "headers": {"Location": [format!("/{{http.vars.{var_name}}}/")]},
                 }],
                 "terminal": true,
             });

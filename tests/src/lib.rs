@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod headscale;
+pub mod raw;
 pub mod sync;
 
 use std::fs;
