@@ -83,6 +83,12 @@ impl AdminAddress {
         if port == 0 {
             return Err(invalid("port 0 is not an address to connect to"));
         }
+        if !is_valid_host(host) {
+            return Err(invalid(
+                "the host must be a DNS name, an IPv4 address or an [IPv6] literal \
+                 (no '#', '?', '/', '@', spaces or control characters)",
+            ));
+        }
         let host = if host.is_empty() {
             "localhost".to_string()
         } else {
@@ -103,6 +109,18 @@ impl std::fmt::Display for AdminAddress {
             AdminAddress::Unix(p) => write!(f, "unix/{}", p.display()),
         }
     }
+}
+
+/// A host Caddy's admin address may name: empty (localhost), a DNS name or
+/// IPv4 address (letters, digits, `-`, `.`, `_`), or a bracketed IPv6
+/// literal. Anything else (`localhost#`, `a?b`, `user@host`, spaces, control
+/// characters) would change what URL the request goes to.
+fn is_valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
@@ -578,6 +596,15 @@ mod tests {
             "http://x:1/config",
             "::1:2019",
             "unix/",
+            "localhost#:2019",
+            "localhost?:2019",
+            "http://user@localhost:2019",
+            "local host:2019",
+            "localhost\t:2019",
+            "local\u{7f}host:2019",
+            "[not-ipv6]:2019",
+            "évil:2019",
+            "a\\b:2019",
         ] {
             let err = AdminAddress::parse(bad)
                 .err()
