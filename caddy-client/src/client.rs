@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use reqwest::header::{
     HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH,
 };
@@ -20,6 +20,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default limit on the size of one answer's body (64 MiB): a config of
+/// 10,000 routes is well under 10 MB, and an endpoint that sends more is not
+/// answered in memory.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024 * 1024;
 
 /// Where Caddy's admin endpoint listens, parsed from Caddy's own address forms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +166,7 @@ pub(crate) struct Inner {
     host: Option<HeaderValue>,
     timeout: Duration,
     write_timeout: Duration,
+    max_body_size: usize,
 }
 
 impl std::fmt::Debug for Client {
@@ -230,6 +235,12 @@ impl Client {
                         after: timeout,
                     })
                 }
+                Err(SendError::TooLarge) => {
+                    return Err(Error::TooLarge {
+                        request: label,
+                        limit: self.inner.max_body_size,
+                    })
+                }
                 Err(SendError::Transport(e)) => {
                     if repeatable && attempt == 1 {
                         tracing::debug!(request = %label, error = %e, "retrying once after a closed connection");
@@ -282,11 +293,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(|s| Etag::new(s.to_string()));
         let http_resp: http::Response<reqwest::Body> = resp.into();
-        let collected = http_resp
-            .into_body()
+        // Read in chunks as they arrive, and give up past the limit.
+        let collected = Limited::new(http_resp.into_body(), self.inner.max_body_size)
             .collect()
             .await
-            .map_err(SendError::from)?;
+            .map_err(SendError::from_body)?;
         let trailer_etag = collected
             .trailers()
             .and_then(|t| t.get(ETAG))
@@ -323,7 +334,21 @@ impl Client {
 
 enum SendError {
     Timeout,
+    TooLarge,
     Transport(BoxError),
+}
+
+impl SendError {
+    /// An error while reading a body through [`Limited`].
+    fn from_body(e: BoxError) -> SendError {
+        if e.is::<LengthLimitError>() {
+            return SendError::TooLarge;
+        }
+        match e.downcast::<reqwest::Error>() {
+            Ok(e) => SendError::from(*e),
+            Err(e) => SendError::Transport(e),
+        }
+    }
 }
 
 impl From<reqwest::Error> for SendError {
@@ -416,6 +441,7 @@ pub struct ClientBuilder {
     root_ca_pem: Option<Vec<u8>>,
     identity_pem: Option<Vec<u8>>,
     http: Option<reqwest::Client>,
+    max_body_size: Option<usize>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -450,6 +476,14 @@ impl ClientBuilder {
     /// Timeout for requests that change the config and so reload Caddy (default 60 s).
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// The largest answer body read, in bytes (default
+    /// [`DEFAULT_MAX_BODY_SIZE`]); a larger one fails with
+    /// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) without being kept in memory.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = Some(bytes);
         self
     }
 
@@ -540,6 +574,7 @@ impl ClientBuilder {
                 host,
                 timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
                 write_timeout: self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
+                max_body_size: self.max_body_size.unwrap_or(DEFAULT_MAX_BODY_SIZE),
             }),
         })
     }

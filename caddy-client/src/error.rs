@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Timeout,
     /// Caddy's answer could not be decoded into the requested type.
     Decode,
+    /// The answer was larger than the client's limit.
+    TooLarge,
     /// The request body could not be encoded as JSON.
     Encode,
 }
@@ -52,6 +54,7 @@ impl ErrorKind {
             ErrorKind::Transport => "transport",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Decode => "decode",
+            ErrorKind::TooLarge => "too_large",
             ErrorKind::Encode => "encode",
         }
     }
@@ -193,6 +196,14 @@ pub enum Error {
         /// The start of the body (at most 200 characters).
         body: String,
     },
+    /// The answer's body was larger than the client's limit; it was not kept.
+    #[error("{request}: the answer is larger than {limit} bytes; is this Caddy's admin API? (raise the limit with ClientBuilder::max_body_size)")]
+    TooLarge {
+        /// The request.
+        request: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A value could not be encoded as JSON.
     #[error("cannot encode the request body as JSON: {0}")]
     Encode(#[source] serde_json::Error),
@@ -215,6 +226,7 @@ impl Error {
             Error::Transport { .. } => ErrorKind::Transport,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Decode { .. } => ErrorKind::Decode,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Encode(_) => ErrorKind::Encode,
         }
     }
@@ -330,6 +342,9 @@ pub(crate) fn classify(status: u16, message: String, request: String) -> Error {
     }
 }
 
+/// The most of Caddy's error message an error keeps.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
 /// Extracts Caddy's message from an error body: `{"error": "..."}` JSON, or a plain-text body.
 pub(crate) fn error_message(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
@@ -343,7 +358,7 @@ pub(crate) fn error_message(body: &[u8]) -> Option<String> {
         match value {
             Ok(v) => {
                 if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-                    found = Some(e.to_string());
+                    found = Some(excerpt(e, MAX_MESSAGE_CHARS));
                 }
             }
             Err(_) => break,

@@ -62,7 +62,7 @@ pub use api::load::{AdaptWarning, Adapted};
 pub use api::pki::PkiCa;
 pub use api::upstreams::UpstreamStatus;
 pub use client::{
-    AdminAddress, Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT,
+    AdminAddress, Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
 pub use error::{BoxError, Error, ErrorKind};
