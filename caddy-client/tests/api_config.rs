@@ -394,11 +394,10 @@ async fn errors_name_the_request_that_failed() {
     assert!(text.contains("unknown object ID 'rhodes'"), "{text}");
 }
 
-// Known bug (reported, not fixed here): the URL parser resolves `.` and `..`
-// segments, so `config("../stop")` sends `POST /stop` and stops Caddy, and
-// `config("apps/http/servers/../../../../load")` reaches `/load`.
+// The URL parser resolves `.` and `..` segments: unchecked, `config("../stop")`
+// would send `POST /stop` and stop Caddy, and
+// `config("apps/http/servers/../../../../load")` would reach `/load`.
 #[tokio::test]
-
 async fn dot_segments_never_escape_the_config_tree() {
     let server = mock_caddy().await;
     Mock::given(method("POST"))
@@ -427,10 +426,9 @@ async fn dot_segments_never_escape_the_config_tree() {
     assert!(stop.is_err() && load.is_err(), "{stop:?} {load:?}");
 }
 
-// Known bug (reported, not fixed here): Caddy splits the *decoded* path, so
-// `/id/a%2Fhandle` addresses the `handle` key of the object with id `a`.
+// Caddy splits the *decoded* path, so `/id/a%2Fhandle` would address the
+// `handle` key of the object with id `a`.
 #[tokio::test]
-
 async fn an_id_containing_a_slash_is_refused_before_sending() {
     let server = mock_caddy().await;
     let result = client(&server).id("a/handle").delete().await;
