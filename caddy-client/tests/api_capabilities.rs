@@ -6,10 +6,12 @@
 mod common;
 
 use caddy_client::{Capabilities, ErrorKind};
-use common::{assert_caddy_error, caddy_error, client, header, line, mock_caddy, received};
+use common::{
+    answer, assert_caddy_error, caddy_error, client, header, line, mock_caddy, on, once, received,
+};
 use serde_json::json;
-use wiremock::matchers::{body_string_contains, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::body_string_contains;
+use wiremock::{MockServer, ResponseTemplate};
 
 /// A mock that adapts (or refuses, as an older Caddy does) the two probe
 /// Caddyfiles and sends the ETag as a header or not.
@@ -30,30 +32,19 @@ async fn caddy_like(stream_close_delay: bool, client_ip: bool, etag_header: bool
     } else {
         caddy_error(400, "adapting config using caddyfile adapter: Caddyfile:2 - Error during parsing: unrecognized matcher name: client_ip")
     };
-    Mock::given(method("POST"))
-        .and(path("/adapt"))
+    on("POST", "/adapt")
         .and(body_string_contains("stream_close_delay"))
-        .respond_with(stream)
-        .expect(1)
-        .mount(&server)
+        .once(&server, stream)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/adapt"))
+    on("POST", "/adapt")
         .and(body_string_contains("client_ip"))
-        .respond_with(ip)
-        .expect(1)
-        .mount(&server)
+        .once(&server, ip)
         .await;
     let mut admin = ResponseTemplate::new(200).set_body_json(json!({"listen": "localhost:2019"}));
     if etag_header {
         admin = admin.insert_header("Etag", "\"/config/admin 1a2b3c4d5e6f7a8b\"");
     }
-    Mock::given(method("GET"))
-        .and(path("/config/admin"))
-        .respond_with(admin)
-        .expect(1)
-        .mount(&server)
-        .await;
+    once(&server, "GET", "/config/admin", admin).await;
     server
 }
 
@@ -117,11 +108,7 @@ async fn a_failing_probe_is_an_error_not_a_missing_feature() {
         (403, "host not allowed: 10.0.0.1:2019", ErrorKind::Forbidden),
     ] {
         let server = mock_caddy().await;
-        Mock::given(method("POST"))
-            .and(path("/adapt"))
-            .respond_with(caddy_error(status, msg))
-            .mount(&server)
-            .await;
+        answer(&server, "POST", "/adapt", caddy_error(status, msg)).await;
         let err = client(&server).capabilities().await.unwrap_err();
         assert_caddy_error(&err, kind, status, msg);
     }

@@ -7,11 +7,12 @@ mod common;
 use caddy_client::model::Config;
 use caddy_client::{AdaptWarning, Adapted, ErrorKind};
 use common::{
-    assert_caddy_error, caddy_error, client, header, line, mock_caddy, ok_empty, received, resource,
+    answer, assert_caddy_error, caddy_error, client, header, line, mock_caddy, ok_empty, on, once,
+    received, resource,
 };
 use serde_json::{json, Value};
-use wiremock::matchers::{body_json, body_string, header as header_is, method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::matchers::{body_json, body_string, header as header_is};
+use wiremock::ResponseTemplate;
 
 const CADDYFILE: &str = "app.example.com {\n  reverse_proxy 10.0.0.1:8080 {\n\t\theader_up X-Forwarded-For {remote_host}\n\t}\n}\n";
 
@@ -19,13 +20,10 @@ const CADDYFILE: &str = "app.example.com {\n  reverse_proxy 10.0.0.1:8080 {\n\t\
 async fn load_posts_the_whole_config_as_json() {
     let server = mock_caddy().await;
     let config: Config = serde_json::from_value(resource("config.json")).unwrap();
-    Mock::given(method("POST"))
-        .and(path("/load"))
+    on("POST", "/load")
         .and(header_is("content-type", "application/json"))
         .and(body_json(resource("config.json")))
-        .respond_with(ok_empty())
-        .expect(1)
-        .mount(&server)
+        .once(&server, ok_empty())
         .await;
     client(&server).load(&config).await.unwrap();
     let reqs = received(&server).await;
@@ -39,13 +37,10 @@ async fn load_posts_the_whole_config_as_json() {
 #[tokio::test]
 async fn load_forced_asks_caddy_to_reload_even_if_unchanged() {
     let server = mock_caddy().await;
-    Mock::given(method("POST"))
-        .and(path("/load"))
+    on("POST", "/load")
         .and(header_is("cache-control", "must-revalidate"))
         .and(body_json(json!({"apps": {}})))
-        .respond_with(ok_empty())
-        .expect(1)
-        .mount(&server)
+        .once(&server, ok_empty())
         .await;
     client(&server)
         .load_forced(&json!({"apps": {}}))
@@ -57,21 +52,15 @@ async fn load_forced_asks_caddy_to_reload_even_if_unchanged() {
 async fn load_caddyfile_adapts_first_then_loads_the_adapted_json() {
     let server = mock_caddy().await;
     let adapted = resource("adapted.json");
-    Mock::given(method("POST"))
-        .and(path("/adapt"))
+    on("POST", "/adapt")
         .and(header_is("content-type", "text/caddyfile"))
         .and(body_string(CADDYFILE))
-        .respond_with(ResponseTemplate::new(200).set_body_json(&adapted))
-        .expect(1)
-        .mount(&server)
+        .once(&server, ResponseTemplate::new(200).set_body_json(&adapted))
         .await;
-    Mock::given(method("POST"))
-        .and(path("/load"))
+    on("POST", "/load")
         .and(header_is("content-type", "application/json"))
         .and(body_json(&adapted["result"]))
-        .respond_with(ok_empty())
-        .expect(1)
-        .mount(&server)
+        .once(&server, ok_empty())
         .await;
 
     let warnings = client(&server).load_caddyfile(CADDYFILE).await.unwrap();
@@ -98,18 +87,8 @@ async fn load_caddyfile_adapts_first_then_loads_the_adapted_json() {
 async fn load_caddyfile_loads_nothing_when_the_caddyfile_does_not_adapt() {
     let server = mock_caddy().await;
     let msg = "adapting config using caddyfile adapter: Caddyfile:3 - Error during parsing: unrecognized directive: reverse_prox";
-    Mock::given(method("POST"))
-        .and(path("/adapt"))
-        .respond_with(caddy_error(400, msg))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/load"))
-        .respond_with(ok_empty())
-        .expect(0)
-        .mount(&server)
-        .await;
+    once(&server, "POST", "/adapt", caddy_error(400, msg)).await;
+    on("POST", "/load").expect(&server, ok_empty(), 0).await;
     let err = client(&server)
         .load_caddyfile("x {\n\treverse_prox y\n}\n")
         .await
@@ -121,12 +100,13 @@ async fn load_caddyfile_loads_nothing_when_the_caddyfile_does_not_adapt() {
 async fn adapt_returns_the_typed_config_and_warnings_and_loads_nothing() {
     let server = mock_caddy().await;
     let adapted = resource("adapted.json");
-    Mock::given(method("POST"))
-        .and(path("/adapt"))
+    on("POST", "/adapt")
         .and(body_string(CADDYFILE))
-        .respond_with(ResponseTemplate::new(200).set_body_json(&adapted))
-        .expect(2)
-        .mount(&server)
+        .expect(
+            &server,
+            ResponseTemplate::new(200).set_body_json(&adapted),
+            2,
+        )
         .await;
     let c = client(&server);
 
@@ -154,11 +134,13 @@ async fn adapt_returns_the_typed_config_and_warnings_and_loads_nothing() {
 #[tokio::test]
 async fn adapt_without_warnings() {
     let server = mock_caddy().await;
-    Mock::given(method("POST"))
-        .and(path("/adapt"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {"apps": {}}})))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "POST",
+        "/adapt",
+        ResponseTemplate::new(200).set_body_json(json!({"result": {"apps": {}}})),
+    )
+    .await;
     let adapted = client(&server).adapt(":80\nrespond ok\n").await.unwrap();
     assert!(adapted.warnings.is_empty());
     assert!(adapted.result.apps.is_some());
@@ -175,11 +157,13 @@ async fn a_200_from_load_with_an_embedded_error_is_an_error() {
         json!([{"file": "Caddyfile", "line": 2, "message": "Caddyfile input is not formatted"}]),
         json!({ "error": msg })
     );
-    Mock::given(method("POST"))
-        .and(path("/load"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "POST",
+        "/load",
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+    )
+    .await;
     let err = client(&server)
         .load(&json!({"apps": {}}))
         .await
@@ -197,11 +181,13 @@ async fn a_200_from_load_with_only_warnings_is_success() {
     let body =
         json!([{"file": "Caddyfile", "line": 2, "message": "Caddyfile input is not formatted"}])
             .to_string();
-    Mock::given(method("POST"))
-        .and(path("/load"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "POST",
+        "/load",
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+    )
+    .await;
     client(&server).load(&json!({"apps": {}})).await.unwrap();
 }
 
@@ -209,11 +195,7 @@ async fn a_200_from_load_with_only_warnings_is_success() {
 async fn a_rejected_load_keeps_caddys_message() {
     let server = mock_caddy().await;
     let msg = "loading config: loading new config: loading http app module: decoding module config: http: json: unknown field \"bogus\"";
-    Mock::given(method("POST"))
-        .and(path("/load"))
-        .respond_with(caddy_error(400, msg))
-        .mount(&server)
-        .await;
+    answer(&server, "POST", "/load", caddy_error(400, msg)).await;
     let err = client(&server)
         .load(&json!({"apps": {"http": {"bogus": 1}}}))
         .await
@@ -224,12 +206,7 @@ async fn a_rejected_load_keeps_caddys_message() {
 #[tokio::test]
 async fn stop_posts_to_stop_without_a_body() {
     let server = mock_caddy().await;
-    Mock::given(method("POST"))
-        .and(path("/stop"))
-        .respond_with(ok_empty())
-        .expect(1)
-        .mount(&server)
-        .await;
+    once(&server, "POST", "/stop", ok_empty()).await;
     client(&server).stop().await.unwrap();
     let reqs = received(&server).await;
     assert!(reqs[0].body.is_empty());

@@ -5,10 +5,10 @@
 mod common;
 
 use caddy_client::ErrorKind;
-use common::{assert_caddy_error, caddy_error, client, mock_caddy, resource};
+use common::{answer, assert_caddy_error, caddy_error, client, mock_caddy, once, resource};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::method;
 use wiremock::{Mock, Request, ResponseTemplate};
 
 const CHAIN: &str = "-----BEGIN CERTIFICATE-----\nMIIBxzCCAW2gAwIBAgIQInter\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIBozCCAUmgAwIBAgIQRoot\n-----END CERTIFICATE-----\n";
@@ -17,12 +17,13 @@ const CHAIN: &str = "-----BEGIN CERTIFICATE-----\nMIIBxzCCAW2gAwIBAgIQInter\n---
 async fn the_local_ca_is_decoded() {
     let server = mock_caddy().await;
     let fixture = resource("pki_ca_local.json");
-    Mock::given(method("GET"))
-        .and(path("/pki/ca/local"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(&fixture))
-        .expect(1)
-        .mount(&server)
-        .await;
+    once(
+        &server,
+        "GET",
+        "/pki/ca/local",
+        ResponseTemplate::new(200).set_body_json(&fixture),
+    )
+    .await;
     let ca = client(&server).pki_ca("local").await.unwrap();
     assert_eq!(ca.id, "local");
     assert_eq!(ca.name, "Caddy Local Authority");
@@ -40,11 +41,13 @@ async fn fields_of_newer_caddy_are_kept() {
     let server = mock_caddy().await;
     let mut fixture = resource("pki_ca_local.json");
     fixture["root_fingerprint"] = json!("ab:cd");
-    Mock::given(method("GET"))
-        .and(path("/pki/ca/local"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(&fixture))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/pki/ca/local",
+        ResponseTemplate::new(200).set_body_json(&fixture),
+    )
+    .await;
     let ca = client(&server).pki_ca("local").await.unwrap();
     assert_eq!(ca.extra.get("root_fingerprint"), Some(&json!("ab:cd")));
 }
@@ -52,14 +55,13 @@ async fn fields_of_newer_caddy_are_kept() {
 #[tokio::test]
 async fn the_certificate_chain_is_returned_as_pem_text() {
     let server = mock_caddy().await;
-    Mock::given(method("GET"))
-        .and(path("/pki/ca/local/certificates"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_raw(CHAIN, "application/pem-certificate-chain"),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    once(
+        &server,
+        "GET",
+        "/pki/ca/local/certificates",
+        ResponseTemplate::new(200).set_body_raw(CHAIN, "application/pem-certificate-chain"),
+    )
+    .await;
     let pem = client(&server).pki_certificates("local").await.unwrap();
     assert_eq!(pem, CHAIN);
 }
@@ -100,16 +102,14 @@ async fn ca_ids_are_percent_encoded() {
 async fn an_unknown_ca_is_not_found() {
     let server = mock_caddy().await;
     let msg = "no certificate authority configured with id: nope";
-    Mock::given(method("GET"))
-        .and(path("/pki/ca/nope"))
-        .respond_with(caddy_error(404, msg))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/pki/ca/nope/certificates"))
-        .respond_with(caddy_error(404, msg))
-        .mount(&server)
-        .await;
+    answer(&server, "GET", "/pki/ca/nope", caddy_error(404, msg)).await;
+    answer(
+        &server,
+        "GET",
+        "/pki/ca/nope/certificates",
+        caddy_error(404, msg),
+    )
+    .await;
     let c = client(&server);
     assert_caddy_error(
         &c.pki_ca("nope").await.unwrap_err(),

@@ -5,7 +5,9 @@
 mod common;
 
 use caddy_client::{ErrorKind, UpstreamStatus};
-use common::{assert_caddy_error, caddy_error, client, line, mock_caddy, received, resource};
+use common::{
+    answer, assert_caddy_error, caddy_error, client, line, mock_caddy, once, received, resource,
+};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -13,12 +15,13 @@ use wiremock::{Mock, ResponseTemplate};
 #[tokio::test]
 async fn upstreams_are_decoded_with_fields_of_newer_caddy_kept() {
     let server = mock_caddy().await;
-    Mock::given(method("GET"))
-        .and(path("/reverse_proxy/upstreams"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(resource("upstreams.json")))
-        .expect(1)
-        .mount(&server)
-        .await;
+    once(
+        &server,
+        "GET",
+        "/reverse_proxy/upstreams",
+        ResponseTemplate::new(200).set_body_json(resource("upstreams.json")),
+    )
+    .await;
     let ups = client(&server).upstreams().await.unwrap();
     assert_eq!(ups.len(), 2);
     assert_eq!(
@@ -51,11 +54,13 @@ async fn upstreams_are_decoded_with_fields_of_newer_caddy_kept() {
 async fn no_upstreams_is_an_empty_list_whatever_caddy_answers() {
     for body in ["[]", "null", ""] {
         let server = mock_caddy().await;
-        Mock::given(method("GET"))
-            .and(path("/reverse_proxy/upstreams"))
-            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-            .mount(&server)
-            .await;
+        answer(
+            &server,
+            "GET",
+            "/reverse_proxy/upstreams",
+            ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+        )
+        .await;
         let ups = client(&server)
             .upstreams()
             .await
@@ -73,11 +78,13 @@ async fn missing_fields_default_and_a_wrong_shape_is_a_decode_error() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/reverse_proxy/upstreams"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"address": "10.0.0.1:80"})))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/reverse_proxy/upstreams",
+        ResponseTemplate::new(200).set_body_json(json!({"address": "10.0.0.1:80"})),
+    )
+    .await;
     let c = client(&server);
     let ups = c.upstreams().await.unwrap();
     assert_eq!((ups[0].num_requests, ups[0].fails), (0, 0));
@@ -92,11 +99,13 @@ async fn missing_fields_default_and_a_wrong_shape_is_a_decode_error() {
 #[tokio::test]
 async fn an_error_answer_is_an_error() {
     let server = mock_caddy().await;
-    Mock::given(method("GET"))
-        .and(path("/reverse_proxy/upstreams"))
-        .respond_with(caddy_error(500, "reading upstreams: boom"))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/reverse_proxy/upstreams",
+        caddy_error(500, "reading upstreams: boom"),
+    )
+    .await;
     let err = client(&server).upstreams().await.unwrap_err();
     assert_caddy_error(&err, ErrorKind::Api, 500, "reading upstreams: boom");
 }

@@ -4,6 +4,15 @@
 //! answers `599` with a recognisable message, so a request no test expected
 //! (wrong method, path, header or body) fails loudly instead of being
 //! answered by some other mock or by wiremock's silent 404.
+//!
+//! Mocks for one method and path are mounted with [`once`] (exactly one
+//! request expected), [`answer`] (any number, no count asserted) or, with
+//! more matchers or another count, [`on`]:
+//!
+//! ```ignore
+//! once(&server, "GET", "/config/", ok_empty()).await;
+//! on("POST", "/load").and(body_json(&config)).expect(&server, ok_empty(), 0).await;
+//! ```
 
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
@@ -13,8 +22,8 @@ use std::time::Duration;
 
 use caddy_client::{Client, Error, ErrorKind};
 use serde_json::{json, Value};
-use wiremock::matchers::any;
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::matchers::{any, method, path};
+use wiremock::{Match, Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
 /// The status of the catch-all mock: no real server answers it.
 pub const UNEXPECTED: u16 = 599;
@@ -35,6 +44,69 @@ pub async fn mock_caddy() -> MockServer {
         .mount(&server)
         .await;
     server
+}
+
+/// Answers `verb at` with `answer`, and checks when `server` is dropped that
+/// exactly one such request arrived.
+pub async fn once(server: &MockServer, verb: &str, at: &str, answer: ResponseTemplate) {
+    on(verb, at).once(server, answer).await;
+}
+
+/// Answers every `verb at` request with `answer`, asserting no count.
+pub async fn answer(server: &MockServer, verb: &str, at: &str, answer: ResponseTemplate) {
+    on(verb, at).answer(server, answer).await;
+}
+
+/// A mock for `verb at` that more matchers can narrow (see [`On::and`])
+/// before it is mounted with a count ([`On::once`], [`On::expect`]) or
+/// without one ([`On::answer`]).
+pub fn on(verb: &str, at: &str) -> On {
+    On {
+        mock: Mock::given(method(verb)).and(path(at)),
+        name: format!("{verb} {at}"),
+    }
+}
+
+/// A mock for one method and path, not mounted yet: see [`on`].
+#[must_use = "a mock does nothing until it is mounted"]
+pub struct On {
+    mock: MockBuilder,
+    name: String,
+}
+
+impl On {
+    /// Matches only requests that `matcher` also matches (a header, a body).
+    pub fn and(self, matcher: impl Match + 'static) -> Self {
+        Self {
+            mock: self.mock.and(matcher),
+            ..self
+        }
+    }
+
+    /// Mounts the mock; dropping `server` checks that exactly one request matched.
+    pub async fn once(self, server: &MockServer, answer: ResponseTemplate) {
+        self.expect(server, answer, 1).await;
+    }
+
+    /// Mounts the mock; dropping `server` checks that exactly `times`
+    /// requests matched (`0`: this request must never be sent).
+    pub async fn expect(self, server: &MockServer, answer: ResponseTemplate, times: u64) {
+        self.mock
+            .respond_with(answer)
+            .expect(times)
+            .named(self.name)
+            .mount(server)
+            .await;
+    }
+
+    /// Mounts the mock without asserting how often it is requested.
+    pub async fn answer(self, server: &MockServer, answer: ResponseTemplate) {
+        self.mock
+            .respond_with(answer)
+            .named(self.name)
+            .mount(server)
+            .await;
+    }
 }
 
 /// A client for the mock server, with default settings.
