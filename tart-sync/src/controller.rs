@@ -21,7 +21,14 @@ use crate::reconcile::{Instance, Outcome, SyncError};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 fn max_backoff(interval: Duration) -> Duration {
-    (interval * 12).min(MAX_BACKOFF).max(interval)
+    interval.saturating_mul(12).min(MAX_BACKOFF).max(interval)
+}
+
+/// `now + delay`, or as late as the clock goes when that overflows.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
 }
 
 /// headscale as tart-sync last saw it.
@@ -246,7 +253,7 @@ impl ErrorPolicy {
     /// A poll succeeded: back to the normal interval.
     pub fn success(&mut self, now: Instant) {
         self.backoff = None;
-        self.next_poll = now + self.interval;
+        self.next_poll = later(now, self.interval);
     }
 
     /// A poll failed: how long until the next one.
@@ -266,7 +273,7 @@ impl ErrorPolicy {
             });
             backoff.next().unwrap_or(max)
         };
-        self.next_poll = now + delay;
+        self.next_poll = later(now, delay);
         delay
     }
 }
@@ -533,4 +540,42 @@ pub async fn once(
         all &= sync_instance(ctx, idx, inst, &targets, allow_mass_removal).await;
     }
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> HeadscaleError {
+        crate::headscale::parse_node_list(b"not json").unwrap_err()
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_twelve_intervals_and_resets_on_success() {
+        let interval = Duration::from_secs(1);
+        let mut policy = ErrorPolicy::new(interval);
+        let now = Instant::now();
+        let delays: Vec<Duration> = (0..6).map(|_| policy.failure(&failure(), now)).collect();
+        assert_eq!(delays[0], interval);
+        assert!(delays.windows(2).all(|w| w[1] >= w[0]), "{delays:?}");
+        assert_eq!(delays[5], Duration::from_secs(12), "{delays:?}");
+        policy.success(now);
+        assert_eq!(policy.next_poll, now + interval);
+        assert_eq!(
+            policy.failure(&failure(), now),
+            interval,
+            "reset by success"
+        );
+    }
+
+    #[test]
+    fn enormous_intervals_do_not_overflow() {
+        let mut policy = ErrorPolicy::new(Duration::MAX);
+        let now = Instant::now();
+        policy.success(now);
+        assert!(policy.next_poll > now);
+        let delay = policy.failure(&failure(), now);
+        assert_eq!(delay, Duration::MAX);
+        assert!(policy.next_poll > now);
+    }
 }

@@ -251,15 +251,141 @@ fn liveness(
     };
     // A lastSeen in the future (clock skew) counts as now.
     let since = since.min(now);
-    let until = since + grace;
-    if grace > Duration::ZERO && now < until {
-        (NodeState::Grace, Some(since), Some(until))
-    } else {
-        (NodeState::Offline, Some(since), None)
+    if grace.is_zero() {
+        return (NodeState::Offline, Some(since), None);
+    }
+    // A grace too long to add to a date never ends.
+    let until = time::Duration::try_from(grace)
+        .ok()
+        .and_then(|g| since.checked_add(g));
+    match until {
+        Some(until) if now >= until => (NodeState::Offline, Some(since), None),
+        until => (NodeState::Grace, Some(since), until),
     }
 }
 
 /// When the next time-driven change (a grace ending) is due, if any.
 pub fn next_deadline(desired: &Desired) -> Option<OffsetDateTime> {
     desired.entries.iter().filter_map(|e| e.grace_until).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
+
+    fn settings(extra: &str) -> Settings {
+        let toml = format!(
+            "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+             [caddy]\nadmin = [\"127.0.0.1:2019\"]\n[routes]\ndomain = \"tart.example.org\"\n{extra}"
+        );
+        Settings::from_sources(Some(&toml), &|_: &str| None, None).unwrap()
+    }
+
+    fn node(id: u64, name: &str, online: bool, last_seen: Option<OffsetDateTime>) -> Node {
+        Node {
+            id,
+            name: name.to_string(),
+            given_name: name.to_string(),
+            user: "tart".to_string(),
+            ip_addresses: vec![IpAddr::from([100, 64, 0, id as u8])],
+            online,
+            last_seen,
+            expiry: None,
+            tags: Vec::new(),
+        }
+    }
+
+    fn compute_with(nodes: &[Node], extra: &str) -> Desired {
+        let s = settings(extra);
+        compute(nodes, &s.headscale, &s.routes, NOW)
+    }
+
+    #[test]
+    fn online_nodes_are_proxied_and_offline_ones_keep_their_route_for_the_grace() {
+        let minute = time::Duration::minutes(1);
+        let nodes = [
+            node(1, "rhodes", true, None),
+            node(2, "karoo", false, Some(NOW - minute / 2)),
+            node(3, "dunedin", false, Some(NOW - minute * 2)),
+            node(4, "hue", false, None),
+        ];
+        let d = compute_with(&nodes, "offline_grace = \"60s\"\n");
+        let state = |name: &str| d.entries.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(state("rhodes").state, NodeState::Online);
+        assert_eq!(
+            state("rhodes").target(),
+            Target::Dial("100.64.0.1:80".into())
+        );
+        assert_eq!(state("karoo").state, NodeState::Grace);
+        assert_eq!(state("karoo").grace_until, Some(NOW + minute / 2));
+        assert!(state("karoo").target().is_proxied());
+        assert_eq!(state("dunedin").state, NodeState::Offline);
+        assert_eq!(state("dunedin").target(), Target::Offline);
+        assert_eq!(state("hue").state, NodeState::Offline);
+        assert_eq!(next_deadline(&d), Some(NOW + minute / 2));
+    }
+
+    #[test]
+    fn an_enormous_grace_never_ends_instead_of_overflowing() {
+        let nodes = [node(
+            1,
+            "karoo",
+            false,
+            Some(NOW - time::Duration::days(400)),
+        )];
+        let d = compute_with(&nodes, "offline_grace = \"8000y\"\n");
+        assert_eq!(d.entries[0].state, NodeState::Grace);
+        assert_eq!(d.entries[0].grace_until, None);
+        assert_eq!(next_deadline(&d), None);
+    }
+
+    #[test]
+    fn a_last_seen_in_the_future_counts_as_now() {
+        let nodes = [node(
+            1,
+            "karoo",
+            false,
+            Some(NOW + time::Duration::hours(5)),
+        )];
+        let d = compute_with(&nodes, "offline_grace = \"60s\"\n");
+        assert_eq!(d.entries[0].offline_since, Some(NOW));
+        assert_eq!(
+            d.entries[0].grace_until,
+            Some(NOW + time::Duration::minutes(1))
+        );
+    }
+
+    #[test]
+    fn the_lower_id_wins_a_name_and_bad_names_are_skipped_with_a_reason() {
+        let mut bad = node(3, "x", true, None);
+        bad.given_name = "Not_A_Label".into();
+        let nodes = [
+            node(9, "rhodes", true, None),
+            node(2, "rhodes", true, None),
+            bad,
+        ];
+        let d = compute_with(&nodes, "");
+        assert_eq!(d.entries.len(), 1);
+        assert_eq!(d.entries[0].node_id, 2);
+        let reasons: Vec<&str> = d.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert!(
+            reasons.iter().any(|r| r.contains("taken by node 2")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("not a DNS label")),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn the_lookup_value_of_a_target_reads_back_the_same() {
+        for t in [Target::Dial("[fd7a::1]:80".into()), Target::Offline] {
+            assert_eq!(Target::from_lookup(t.as_lookup()), t);
+        }
+    }
 }
