@@ -462,6 +462,40 @@ async fn two_instances_converge_and_do_not_fight() {
 }
 
 #[tokio::test]
+async fn two_instances_with_different_settings_back_off_instead_of_fighting() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        rig.hs.set_nodes(&rig.nodes()).await;
+        let a = Daemon::start(rig.settings(&[]));
+        let other_port = (rig.upstream_port + 1).to_string();
+        let b = Daemon::start(rig.settings(&[("TART_SYNC_ROUTES_UPSTREAM_PORT", &other_port)]));
+        let writes = rig.caddy.admin_writes();
+        let started = Instant::now();
+        let mut contested = false;
+        // 8 s at a 200 ms poll interval: 40 cycles each, which used to be
+        // about 40 writes (each a full reload) as each undid the other.
+        while started.elapsed() < Duration::from_secs(8) {
+            contested |= [&a, &b]
+                .iter()
+                .any(|d| d.ctx.snapshot().caddies[0].last_outcome == LastOutcome::Contested);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let fought = rig.caddy.admin_writes() - writes;
+        assert!(
+            contested,
+            "{v:?}: neither instance noticed the other writer"
+        );
+        assert!(
+            fought <= 12,
+            "{v:?}: {fought} writes in 8 s; the instances should back off"
+        );
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn host_mode_routes_names_as_subdomains() {
     for_each_version(|v| async move {
         let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();

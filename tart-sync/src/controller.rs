@@ -80,6 +80,8 @@ pub enum LastOutcome {
     Updated,
     /// A mass removal is being held back.
     Held,
+    /// Another writer keeps changing the route; left alone for a while.
+    Contested,
     /// The reconcile failed.
     Error,
 }
@@ -93,6 +95,7 @@ impl LastOutcome {
             LastOutcome::Installed => "installed",
             LastOutcome::Updated => "updated",
             LastOutcome::Held => "held",
+            LastOutcome::Contested => "contested",
             LastOutcome::Error => "error",
         }
     }
@@ -392,6 +395,7 @@ pub async fn sync_instance(
                 "holding back a change that would stop more than half of the routes at once (headscale restart?); applying it if it persists");
             (LastOutcome::Held, false, false)
         }
+        Ok(Outcome::Contested { .. }) => (LastOutcome::Contested, false, false),
         Err(e) => {
             ctx.count_error(&format!("caddy_{}", e.kind()));
             if was_failing {
@@ -424,6 +428,12 @@ pub async fn sync_instance(
             match &result {
                 Ok(Outcome::Held { .. }) => {
                     c.last_error = Some("a mass removal is being held back".into());
+                }
+                Ok(Outcome::Contested { changes, remaining }) => {
+                    c.last_error = Some(format!(
+                        "another writer changed the route {changes} times in a row; leaving it alone for {}",
+                        humantime::format_duration(Duration::from_secs(remaining.as_secs()))
+                    ));
                 }
                 Ok(_) => {
                     c.last_error = None;

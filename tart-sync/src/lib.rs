@@ -7,11 +7,13 @@
 //! - [`desired`]: the pure function nodes + settings + time → routes.
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
+//! - [`contest`]: back off when another writer keeps changing the route.
 //! - [`controller`]: the loop, error policy with backoff, shutdown; the
 //!   shared [`controller::Context`] read by the status server.
 //! - [`status`]: the status page, JSON, metrics and health endpoints.
 
 pub mod config;
+pub mod contest;
 pub mod controller;
 pub mod desired;
 pub mod headscale;

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::config::RouteSettings;
+use crate::contest::{Contest, Verdict};
 use crate::desired::Targets;
 use crate::layout::{self, Diff, Features, Ids, RouteForm};
 
@@ -71,6 +72,14 @@ pub enum Outcome {
     },
     /// The owned route was replaced in one write.
     Updated(Diff),
+    /// Someone else keeps changing the owned route: left alone for a while
+    /// ([`crate::contest`]).
+    Contested {
+        /// Changes by someone else seen in a row.
+        changes: u32,
+        /// How much longer the route is left alone.
+        remaining: Duration,
+    },
     /// The change would stop proxying more than half the routes at once; held back.
     Held {
         /// Routes the change would stop proxying.
@@ -143,6 +152,8 @@ pub struct Instance {
     features: Option<Features>,
     /// The mass-removal guard.
     guard: Guard,
+    /// Changes of the owned route by someone else.
+    contest: Contest,
     /// What tart-sync last wrote or verified here: revision stamp and table.
     last: Option<(String, Arc<Targets>)>,
     /// The revision last computed, for the table it was computed from.
@@ -161,6 +172,7 @@ impl Instance {
             client: Client::new(address)?,
             features: None,
             guard: Guard::default(),
+            contest: Contest::default(),
             last: None,
             rev_memo: None,
             last_full_check: None,
@@ -271,6 +283,21 @@ impl Instance {
             };
             let (etag, live_table) = match stamp {
                 Some((live_rev, etag)) => {
+                    let ours = self.last.as_ref().is_none_or(|(r, _)| *r == live_rev);
+                    if live_rev == rev || ours {
+                        self.contest.settled();
+                    } else if let Verdict::Wait {
+                        remaining,
+                        changes,
+                        started,
+                    } = self.contest.changed_by_other(Instant::now())
+                    {
+                        if started {
+                            tracing::warn!(caddy = %self.address, changes, quiet = ?remaining,
+                                "another writer keeps changing the route tart-sync owns (a second tart-sync with other settings, or a script?); leaving it alone for a while");
+                        }
+                        return Ok(Outcome::Contested { changes, remaining });
+                    }
                     let full_due = self
                         .last_full_check
                         .is_none_or(|t| t.elapsed() >= self.full_check_every);
