@@ -173,5 +173,9 @@ async fn run_logs_json_and_stops_cleanly_on_sigterm() {
         "not all log lines are JSON:\n{log}"
     );
     assert!(log.contains("installed the tart-sync route"), "{log}");
+    assert!(
+        log.contains("every node of the tailnet gets a public URL"),
+        "no warning about publishing the whole tailnet:\n{log}"
+    );
     assert!(!log.contains(API_KEY), "the API key leaked into the log");
 }

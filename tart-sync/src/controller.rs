@@ -467,6 +467,13 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let interval = ctx.settings.headscale.poll_interval;
+    let filters = &ctx.settings.headscale;
+    if filters.user.is_none() && filters.tags.is_empty() {
+        tracing::warn!(
+            "no headscale.user or headscale.tags filter is set: every node of the tailnet gets a public URL; \
+             set one of them to publish only the TARTs"
+        );
+    }
     let (tx, rx) = watch::channel::<Option<Arc<Published>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
