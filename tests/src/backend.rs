@@ -1,6 +1,6 @@
 //! Real HTTP backends standing in for TARTs, each on its own loopback address.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
@@ -21,8 +21,8 @@ pub struct Backend {
 
 impl Backend {
     /// Starts on `ip:port` (port 0: any free port).
-    pub async fn start(name: &str, ip: Ipv4Addr, port: u16) -> std::io::Result<Backend> {
-        let listener = tokio::net::TcpListener::bind((ip, port)).await?;
+    pub async fn start(name: &str, ip: impl Into<IpAddr>, port: u16) -> std::io::Result<Backend> {
+        let listener = tokio::net::TcpListener::bind((ip.into(), port)).await?;
         let addr = listener.local_addr()?;
         let app = Router::new()
             .route("/ws", get(ws))
