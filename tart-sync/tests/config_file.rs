@@ -303,7 +303,8 @@ fn exactly_one_api_key_source() {
     assert_eq!(
         err.to_string(),
         "headscale: set exactly one of api_key_file or api_key \
-         (env TART_SYNC_HEADSCALE_API_KEY_FILE / TART_SYNC_HEADSCALE_API_KEY)"
+         (env TART_SYNC_HEADSCALE_API_KEY_FILE / TART_SYNC_HEADSCALE_API_KEY) \
+         (config file line 2)"
     );
 
     let both = MINIMAL.replace("[routes]", "api_key_file = \"/run/secrets/key\"\n[routes]");
@@ -327,7 +328,7 @@ fn unreadable_api_key_file() {
     assert_eq!(err.setting(), "headscale.api_key_file");
     assert_eq!(
         err.to_string(),
-        "headscale.api_key_file: cannot read /x: No such file or directory"
+        "headscale.api_key_file: cannot read /x: No such file or directory (config file line 4)"
     );
 }
 
@@ -364,7 +365,7 @@ fn invalid_domain() {
     assert_eq!(err.setting(), "routes.domain");
     assert_eq!(
         err.to_string(),
-        r#"routes.domain: "-bad-" is not a valid DNS name"#
+        r#"routes.domain: "-bad-" is not a valid DNS name (config file line 6)"#
     );
 
     let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_DOMAIN", "a..b")]);
