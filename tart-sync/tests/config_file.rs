@@ -512,6 +512,11 @@ fn wrong_types_name_the_setting() {
     // toml's own message would quote the value.
     let err = err_of(&format!("headscale = \"{SECRET}\"\n"), &[]);
     assert_eq!(err.setting(), "headscale");
+
+    // Not the fields in order either.
+    let err = err_of("headscale = [\"https://headscale.example.org\"]\n", &[]);
+    assert_eq!(err.setting(), "headscale");
+    assert!(err.to_string().contains("expected a table"), "{err}");
 }
 
 #[test]

@@ -254,7 +254,9 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
         bail!(src, "routes.upstream_port", "0 is not a port (1..=65535)");
     }
 
-    let magicdns_suffix = (r.magicdns_suffix.filter(|s| !s.is_empty()))
+    let magicdns_suffix = r
+        .magicdns_suffix
+        .filter(|s| !s.is_empty())
         .map(|suffix| dns_name(src, "routes.magicdns_suffix", &suffix, true))
         .transpose()?;
     let upstream = r.upstream.unwrap_or(UpstreamKind::Ip);
@@ -266,7 +268,9 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
 
     let id_prefix = r.id_prefix.unwrap_or_else(|| DEFAULT_ID_PREFIX.to_owned());
     let ok = (1..=MAX_ID_PREFIX_LEN).contains(&id_prefix.len())
-        && (id_prefix.bytes()).all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && id_prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !ok {
         bail!(
             src,
@@ -288,16 +292,18 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
 }
 
 fn status(s: StatusInput, src: &Sources<'_>) -> Result<StatusSettings, ConfigError> {
-    let listen = match s.listen.map(|text| (text.parse(), text)) {
-        None => DEFAULT_STATUS_LISTEN,
-        Some((Ok(listen), _)) => listen,
-        Some((Err(_), text)) => bail!(
+    let Some(text) = s.listen else {
+        let listen = DEFAULT_STATUS_LISTEN;
+        return Ok(StatusSettings { listen });
+    };
+    match text.parse() {
+        Ok(listen) => Ok(StatusSettings { listen }),
+        Err(_) => bail!(
             src,
             "status.listen",
             "{text:?} is not a socket address (like 127.0.0.1:9180 or [::1]:9180)"
         ),
-    };
-    Ok(StatusSettings { listen })
+    }
 }
 
 #[cfg(test)]
