@@ -1,4 +1,4 @@
-//! File and environment layered into one serde [`Deserializer`], and where
+//! File and environment layered into one [serde `Deserializer`](serde::Deserializer), and where
 //! each value came from.
 //!
 //! The file is parsed once with toml (which keeps the position of every
