@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tart_sync::config::{ConfigError, RouteMode, Settings, UpstreamKind};
@@ -23,17 +23,6 @@ fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 
 fn no_env() -> impl Fn(&str) -> Option<String> {
     env_of(&[])
-}
-
-/// A fresh directory under the system temp dir.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tart-sync-config-test-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn load(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -87,8 +76,8 @@ fn example_file_is_valid_with_env_api_key() {
 
 #[test]
 fn example_file_is_valid_with_its_api_key_file() {
-    let dir = temp_dir("example");
-    let key_file = dir.join("headscale-api-key");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("headscale-api-key");
     std::fs::write(&key_file, format!("  {SECRET}\n\n")).unwrap();
     let text = EXAMPLE.replace("/run/secrets/headscale-api-key", key_file.to_str().unwrap());
     assert_ne!(text, EXAMPLE);
@@ -98,7 +87,6 @@ fn example_file_is_valid_with_its_api_key_file() {
         s.headscale.api_key_file.as_deref(),
         Some(key_file.as_path())
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -108,12 +96,22 @@ fn load_reads_a_file_from_disk() {
     if std::env::vars().any(|(k, _)| k.starts_with("TART_SYNC_")) {
         return;
     }
-    let dir = temp_dir("load");
-    let path = dir.join("tart-sync.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tart-sync.toml");
     std::fs::write(&path, MINIMAL).unwrap();
     let s = Settings::load(Some(&path)).unwrap();
     assert_eq!(s.routes.domain, "tart.example.org");
-    std::fs::remove_dir_all(dir).unwrap();
+
+    // Errors name the file and the line of the value.
+    std::fs::write(&path, MINIMAL.replace("tart.example.org", "-bad-")).unwrap();
+    let err = Settings::load(Some(&path)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            r#"routes.domain: "-bad-" is not a valid DNS name (config file {} line 6)"#,
+            path.display()
+        )
+    );
 
     let err = Settings::load(Some(Path::new("/nonexistent/tart-sync.toml"))).unwrap_err();
     assert!(matches!(err, ConfigError::ReadFile { .. }), "{err:?}");
@@ -211,8 +209,8 @@ fn environment_overrides_the_file() {
 
 #[test]
 fn env_api_key_file_replaces_the_files_inline_key() {
-    let dir = temp_dir("envkey");
-    let key_file = dir.join("key");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
     std::fs::write(&key_file, "from-file-key\n").unwrap();
     let s = load(
         MINIMAL,
@@ -223,12 +221,12 @@ fn env_api_key_file_replaces_the_files_inline_key() {
     )
     .unwrap();
     assert_eq!(s.headscale.api_key.expose(), "from-file-key");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn relative_api_key_file_is_relative_to_the_config_file() {
-    let dir = temp_dir("relative");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
     std::fs::write(dir.join("key"), SECRET).unwrap();
     let text = r#"
 [headscale]
@@ -241,7 +239,6 @@ domain = "tart.example.org"
     let s = Settings::from_sources(Some(text), &no_env(), Some(&config_path)).unwrap();
     assert_eq!(s.headscale.api_key.expose(), SECRET);
     assert_eq!(s.headscale.api_key_file, Some(dir.join("key")));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -303,7 +300,8 @@ fn exactly_one_api_key_source() {
     assert_eq!(
         err.to_string(),
         "headscale: set exactly one of api_key_file or api_key \
-         (env TART_SYNC_HEADSCALE_API_KEY_FILE / TART_SYNC_HEADSCALE_API_KEY)"
+         (env TART_SYNC_HEADSCALE_API_KEY_FILE / TART_SYNC_HEADSCALE_API_KEY) \
+         (config file line 2)"
     );
 
     let both = MINIMAL.replace("[routes]", "api_key_file = \"/run/secrets/key\"\n[routes]");
@@ -327,14 +325,14 @@ fn unreadable_api_key_file() {
     assert_eq!(err.setting(), "headscale.api_key_file");
     assert_eq!(
         err.to_string(),
-        "headscale.api_key_file: cannot read /x: No such file or directory"
+        "headscale.api_key_file: cannot read /x: No such file or directory (config file line 4)"
     );
 }
 
 #[test]
 fn empty_or_odd_api_keys() {
-    let dir = temp_dir("emptykey");
-    let key_file = dir.join("key");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
     std::fs::write(&key_file, "\n  \n").unwrap();
     let text = MINIMAL.replace(
         &format!("api_key = \"{SECRET}\""),
@@ -347,7 +345,6 @@ fn empty_or_odd_api_keys() {
     std::fs::write(&key_file, format!("{SECRET} {SECRET}")).unwrap();
     let err = err_of(&text, &[]);
     assert!(err.to_string().contains("whitespace"), "{err}");
-    std::fs::remove_dir_all(dir).unwrap();
 
     let err = err_of(&MINIMAL.replace(SECRET, "/run/secrets/key"), &[]);
     assert_eq!(err.setting(), "headscale.api_key");
@@ -364,7 +361,7 @@ fn invalid_domain() {
     assert_eq!(err.setting(), "routes.domain");
     assert_eq!(
         err.to_string(),
-        r#"routes.domain: "-bad-" is not a valid DNS name"#
+        r#"routes.domain: "-bad-" is not a valid DNS name (config file line 6)"#
     );
 
     let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_DOMAIN", "a..b")]);
@@ -515,4 +512,76 @@ fn wrong_types_name_the_setting() {
     // toml's own message would quote the value.
     let err = err_of(&format!("headscale = \"{SECRET}\"\n"), &[]);
     assert_eq!(err.setting(), "headscale");
+
+    // Not the fields in order either.
+    let err = err_of("headscale = [\"https://headscale.example.org\"]\n", &[]);
+    assert_eq!(err.setting(), "headscale");
+    assert!(err.to_string().contains("expected a table"), "{err}");
+}
+
+#[test]
+fn errors_name_where_the_value_was_set() {
+    // From the file: its line.
+    for (text, setting, line) in [
+        (
+            format!("{MINIMAL}upstream_port = 70000\n"),
+            "routes.upstream_port",
+            7,
+        ),
+        (format!("{MINIMAL}mode = \"subdomain\"\n"), "routes.mode", 7),
+        (
+            format!("{MINIMAL}offline_grace = 5\n"),
+            "routes.offline_grace",
+            7,
+        ),
+        (MINIMAL.replace("domain =", "domian ="), "routes.domian", 6),
+        (
+            format!("{MINIMAL}[caddy]\nadmin = [\"localhost\"]\n"),
+            "caddy.admin",
+            8,
+        ),
+        (MINIMAL.replace("https://", "ftp://"), "headscale.url", 3),
+    ] {
+        let err = err_of(&text, &[]);
+        assert_eq!(err.setting(), setting, "{err}");
+        assert!(
+            err.to_string()
+                .ends_with(&format!("(config file line {line})")),
+            "{err}"
+        );
+    }
+    // From the environment: the variable.
+    for (var, value) in [
+        ("TART_SYNC_ROUTES_UPSTREAM_PORT", "eighty"),
+        ("TART_SYNC_ROUTES_MODE", "subdomain"),
+        ("TART_SYNC_HEADSCALE_TIMEOUT", "0s"),
+        ("TART_SYNC_CADDY_ADMIN", "localhost"),
+        ("TART_SYNC_STATUS_LISTEN", "localhost"),
+    ] {
+        let err = err_of(MINIMAL, &[(var, value)]);
+        assert!(err.to_string().ends_with(&format!("(from {var})")), "{err}");
+    }
+}
+
+#[test]
+fn admin_addresses_use_caddy_clients_parser() {
+    let s = load(
+        &format!(
+            "{MINIMAL}[caddy]\nadmin = [\"tcp/localhost:2019\", \"http://localhost:2019/\"]\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.caddy.admin, ["localhost:2019", "http://localhost:2019"]);
+
+    let err = err_of(
+        MINIMAL,
+        &[("TART_SYNC_CADDY_ADMIN", "localhost:2019, ftp://x:1")],
+    );
+    assert_eq!(err.setting(), "caddy.admin");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"ftp://x:1\"") && text.contains("unsupported scheme"),
+        "{text}"
+    );
 }

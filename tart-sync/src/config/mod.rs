@@ -1,0 +1,278 @@
+//! tart-sync's settings: a TOML file plus `TART_SYNC_<SECTION>_<KEY>`
+//! environment variables.
+//!
+//! Every key of the file can also be set through the environment, e.g.
+//! `TART_SYNC_HEADSCALE_URL`, `TART_SYNC_HEADSCALE_API_KEY_FILE` or
+//! `TART_SYNC_ROUTES_DOMAIN`. The environment overrides the file, key by key.
+//! List settings (`headscale.tags`, `caddy.admin`) are comma-separated in the
+//! environment. An environment variable that is set but empty (or only
+//! whitespace) counts as unset. The file itself is optional when every
+//! required setting comes from the environment.
+//!
+//! The API key's source is a single setting: if either
+//! `TART_SYNC_HEADSCALE_API_KEY_FILE` or `TART_SYNC_HEADSCALE_API_KEY` is set,
+//! it replaces both `api_key_file` and `api_key` of the file.
+//!
+//! Durations use humantime's syntax (`"100ms"`, `"5s"`, `"1m30s"`, `"10m"`).
+//! Unknown keys in the file are an error, so typos do not go unnoticed.
+//!
+//! Every [`ConfigError`] names the setting it is about ([`ConfigError::setting`])
+//! and where its value was set (file line or environment variable); the API
+//! key never appears in errors or in `Debug` output ([`ApiKey`]).
+//!
+//! See `tart-sync.example.toml` at the root of the repository for a
+//! commented example of every key.
+//!
+//! The parts: the typed settings and [`Settings::load`] here; `source`
+//! layers the file and the environment and deserializes them with serde;
+//! `validate` makes the checks serde cannot express; `error` and `secret`
+//! hold [`ConfigError`] and [`ApiKey`].
+
+mod error;
+mod secret;
+mod source;
+mod validate;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+pub use error::ConfigError;
+pub use secret::ApiKey;
+
+/// Prefix of every environment variable tart-sync reads for its settings.
+pub const ENV_PREFIX: &str = "TART_SYNC_";
+/// Default of `headscale.poll_interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Smallest accepted `headscale.poll_interval`.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Default of `headscale.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `caddy.admin` (one address).
+pub const DEFAULT_CADDY_ADMIN: &str = "localhost:2019";
+/// Default of `routes.upstream_port`.
+pub const DEFAULT_UPSTREAM_PORT: u16 = 80;
+/// Default of `routes.offline_grace`.
+pub const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(60);
+/// Default of `routes.id_prefix`.
+pub const DEFAULT_ID_PREFIX: &str = "tart-sync";
+/// Longest accepted `routes.id_prefix`.
+pub const MAX_ID_PREFIX_LEN: usize = 64;
+/// Default of `routes.stream_close_delay`.
+pub const DEFAULT_STREAM_CLOSE_DELAY: Duration = Duration::from_secs(600);
+/// Default of `status.listen`.
+pub const DEFAULT_STATUS_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9180,
+));
+
+/// Keys that the environment replaces together (see the module docs).
+const ENV_REPLACES_TOGETHER: &[(&str, &[&str])] = &[("headscale", &["api_key_file", "api_key"])];
+
+/// All of tart-sync's settings, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[headscale]`: where and how to poll nodes.
+    pub headscale: HeadscaleSettings,
+    /// `[caddy]`: Caddy's admin API.
+    pub caddy: CaddySettings,
+    /// `[routes]`: which routes tart-sync keeps in Caddy.
+    pub routes: RouteSettings,
+    /// `[status]`: tart-sync's own status endpoint.
+    pub status: StatusSettings,
+}
+
+/// `[headscale]` settings.
+#[derive(Debug, Clone)]
+pub struct HeadscaleSettings {
+    /// `headscale.url`: base URL of headscale (http or https, no credentials,
+    /// query or fragment). A path is kept as a prefix of the API paths.
+    pub url: Url,
+    /// The API key, from `api_key_file` (trimmed) or `api_key`.
+    pub api_key: ApiKey,
+    /// `headscale.api_key_file` (resolved against the config file's
+    /// directory when relative and set in the file), if the key came from a
+    /// file. It can be re-read with [`ApiKey::from_file`] after the key was
+    /// renewed.
+    pub api_key_file: Option<PathBuf>,
+    /// `headscale.poll_interval`: time between two polls (at least 100ms).
+    pub poll_interval: Duration,
+    /// `headscale.timeout`: limit for one whole API request.
+    pub timeout: Duration,
+    /// `headscale.user`: if set, only this user's nodes are considered.
+    pub user: Option<String>,
+    /// `headscale.tags`: if not empty, only nodes carrying any of these tags
+    /// are considered.
+    pub tags: Vec<String>,
+}
+
+/// `[caddy]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaddySettings {
+    /// `caddy.admin`: one or more admin API addresses in Caddy's forms, as
+    /// [`caddy_client::AdminAddress::parse`] reads them: `host:port`
+    /// (`:port` is normalised to `localhost:port`, `tcp/` dropped),
+    /// `http://…`, `https://…` or `unix//path/to.sock`. Never empty.
+    pub admin: Vec<String>,
+}
+
+/// `[routes]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSettings {
+    /// `routes.domain`: the site's DNS name (lower case, without a final dot).
+    pub domain: String,
+    /// `routes.mode`: one path per node under `domain`, or one host name per node.
+    pub mode: RouteMode,
+    /// `routes.upstream`: dial nodes by IP address or by MagicDNS name.
+    pub upstream: UpstreamKind,
+    /// `routes.upstream_port`: the nodes' HTTP port.
+    pub upstream_port: u16,
+    /// `routes.magicdns_suffix`: the tailnet's `dns.base_domain` (lower case,
+    /// without leading or final dot). Always `Some` when `upstream` is
+    /// [`UpstreamKind::MagicDns`].
+    pub magicdns_suffix: Option<String>,
+    /// `routes.offline_grace`: how long an offline node keeps its route.
+    pub offline_grace: Duration,
+    /// `routes.id_prefix`: prefix of the `@id`s tart-sync owns in Caddy's
+    /// config (`[a-z0-9-]+`, at most 64 characters).
+    pub id_prefix: String,
+    /// `routes.stream_close_delay`: how long WebSockets stay open across a
+    /// Caddy config reload (used only where Caddy supports it; zero disables).
+    pub stream_close_delay: Duration,
+}
+
+/// `[status]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSettings {
+    /// `status.listen`: socket address of the status endpoint.
+    pub listen: SocketAddr,
+}
+
+/// How routes address a node (`routes.mode`; any case in the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase", expecting = r#""path" or "host""#)]
+pub enum RouteMode {
+    /// `"path"`: `https://<domain>/<node>/…`.
+    Path,
+    /// `"host"`: `https://<node>.<domain>/…`.
+    Host,
+}
+
+impl RouteMode {
+    /// The configuration spelling (`"path"` or `"host"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteMode::Path => "path",
+            RouteMode::Host => "host",
+        }
+    }
+}
+
+/// How Caddy dials a node (`routes.upstream`; any case in the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase", expecting = r#""ip" or "magicdns""#)]
+pub enum UpstreamKind {
+    /// `"ip"`: the node's tailnet IP address (IPv4 first).
+    Ip,
+    /// `"magicdns"`: `<givenName>.<magicdns_suffix>`.
+    MagicDns,
+}
+
+/// The environment variable of a setting: `TART_SYNC_ROUTES_DOMAIN`.
+pub fn env_var_name(section: &str, key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}_{}",
+        section.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    )
+}
+
+/// The settings as written (file and environment), typed by serde; a
+/// missing value is `None` here and gets its default or "required" error in
+/// `validate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    headscale: HeadscaleInput,
+    caddy: CaddyInput,
+    routes: RoutesInput,
+    status: StatusInput,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct HeadscaleInput {
+    url: Option<String>,
+    api_key_file: Option<PathBuf>,
+    api_key: Option<ApiKey>,
+    #[serde(with = "humantime_serde")]
+    poll_interval: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    timeout: Option<Duration>,
+    user: Option<String>,
+    tags: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct CaddyInput {
+    admin: Option<Vec<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct RoutesInput {
+    domain: Option<String>,
+    mode: Option<RouteMode>,
+    upstream: Option<UpstreamKind>,
+    upstream_port: Option<u16>,
+    magicdns_suffix: Option<String>,
+    #[serde(with = "humantime_serde")]
+    offline_grace: Option<Duration>,
+    id_prefix: Option<String>,
+    #[serde(with = "humantime_serde")]
+    stream_close_delay: Option<Duration>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a table")]
+struct StatusInput {
+    listen: Option<String>,
+}
+
+impl Settings {
+    /// Loads the settings from `path` (if given) and the process
+    /// environment (`TART_SYNC_<SECTION>_<KEY>`, which overrides the file).
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let read = |path: &Path| {
+            fs::read_to_string(path).map_err(|e| ConfigError::ReadFile {
+                path: path.to_owned(),
+                reason: error::io_reason(&e),
+            })
+        };
+        let text = path.map(read).transpose()?;
+        let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        Settings::from_sources(text.as_deref(), &env, path)
+    }
+
+    /// Builds the settings from the text of a configuration file (if any)
+    /// and an environment lookup function (e.g. a map in tests).
+    ///
+    /// `file_path` is where `file_text` came from: it is used to resolve a
+    /// relative `api_key_file` written in the file (relative to the file's
+    /// directory) and in error locations. A relative
+    /// `TART_SYNC_HEADSCALE_API_KEY_FILE` is relative to the working
+    /// directory.
+    pub fn from_sources(
+        file_text: Option<&str>,
+        env: &impl Fn(&str) -> Option<String>,
+        file_path: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
+        let sources = source::Sources::new(file_text, file_path, env, ENV_REPLACES_TOGETHER)?;
+        validate::settings(sources.deserialize()?, &sources)
+    }
+}

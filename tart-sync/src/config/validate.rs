@@ -1,0 +1,352 @@
+//! The checks serde cannot express: required settings, defaults, values
+//! that depend on each other, and the syntax of names, URLs and addresses.
+//! Every error ends with where the value was set ([`Sources::invalid`]).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use caddy_client::AdminAddress;
+use url::Url;
+
+use super::source::{Origin, Sources};
+use super::{
+    env_var_name, ApiKey, CaddyInput, CaddySettings, ConfigError, HeadscaleInput,
+    HeadscaleSettings, Input, RouteMode, RouteSettings, RoutesInput, Settings, StatusInput,
+    StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN, DEFAULT_ID_PREFIX, DEFAULT_OFFLINE_GRACE,
+    DEFAULT_POLL_INTERVAL, DEFAULT_STATUS_LISTEN, DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT,
+    DEFAULT_UPSTREAM_PORT, MAX_ID_PREFIX_LEN, MIN_POLL_INTERVAL,
+};
+use crate::headscale::is_valid_dns_label;
+
+/// Returns `Err(src.invalid(setting, format!(…)))`.
+macro_rules! bail {
+    ($src:expr, $setting:expr, $($message:tt)+) => {
+        return Err($src.invalid($setting, format!($($message)+)))
+    };
+}
+
+/// Checks the deserialized settings and fills in the defaults.
+pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, ConfigError> {
+    Ok(Settings {
+        headscale: headscale(input.headscale, src)?,
+        caddy: caddy(input.caddy, src)?,
+        routes: routes(input.routes, src)?,
+        status: status(input.status, src)?,
+    })
+}
+
+/// `required<when> (<what>; env TART_SYNC_…)`.
+fn required(src: &Sources<'_>, section: &str, key: &str, when: &str, what: &str) -> ConfigError {
+    let var = env_var_name(section, key);
+    let message = format!("required{when} ({what}; env {var})");
+    src.invalid(&format!("{section}.{key}"), message)
+}
+
+fn headscale(h: HeadscaleInput, src: &Sources<'_>) -> Result<HeadscaleSettings, ConfigError> {
+    let what = "the URL of headscale, e.g. \"https://headscale.example.org\"";
+    let url = h
+        .url
+        .ok_or_else(|| required(src, "headscale", "url", "", what))?;
+    let url = headscale_url(&url, src)?;
+    let (api_key, api_key_file) = api_key(h.api_key_file, h.api_key, src)?;
+
+    let poll_interval = h.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
+    if poll_interval < MIN_POLL_INTERVAL {
+        let shown = humantime::format_duration(poll_interval);
+        bail!(
+            src,
+            "headscale.poll_interval",
+            "{shown} is too short (at least 100ms)"
+        );
+    }
+    let timeout = h.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    if timeout.is_zero() {
+        bail!(src, "headscale.timeout", "must be longer than 0s");
+    }
+
+    let user = h.user.filter(|u| !u.is_empty());
+    if let Some(user) = user.as_ref().filter(|u| u.chars().any(char::is_control)) {
+        bail!(
+            src,
+            "headscale.user",
+            "{user:?} contains control characters"
+        );
+    }
+
+    let mut tags: Vec<String> = Vec::with_capacity(h.tags.len());
+    for tag in h.tags {
+        let name = tag.strip_prefix("tag:").unwrap_or_default();
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            bail!(
+                src,
+                "headscale.tags",
+                "{tag:?} is not a tag (tags look like \"tag:tart\")"
+            );
+        }
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+
+    Ok(HeadscaleSettings {
+        url,
+        api_key,
+        api_key_file,
+        poll_interval,
+        timeout,
+        user,
+        tags,
+    })
+}
+
+fn headscale_url(text: &str, src: &Sources<'_>) -> Result<Url, ConfigError> {
+    const S: &str = "headscale.url";
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(e) => bail!(src, S, "{text:?} is not a valid URL: {e}"),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        // Do not echo the URL: it holds credentials.
+        bail!(
+            src,
+            S,
+            "must not contain a user name or password (the API key authenticates)"
+        );
+    }
+    if url.scheme() != "http" && url.scheme() != "https" {
+        bail!(src, S, "{text:?} must be an http:// or https:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!(src, S, "{text:?} has no host");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!(src, S, "{text:?} must not have a query or fragment");
+    }
+    Ok(url)
+}
+
+/// The key from exactly one of `api_key_file` (read now) and `api_key`.
+fn api_key(
+    file: Option<PathBuf>,
+    inline: Option<ApiKey>,
+    src: &Sources<'_>,
+) -> Result<(ApiKey, Option<PathBuf>), ConfigError> {
+    const FILE: &str = "headscale.api_key_file";
+    const INLINE: &str = "headscale.api_key";
+    let file_var = env_var_name("headscale", "api_key_file");
+    match (file, inline) {
+        (Some(path), None) if !path.as_os_str().is_empty() => {
+            // Relative to the config file when written there.
+            let path = match (src.origin(FILE), src.path.and_then(Path::parent)) {
+                (Some(Origin::File(_)), Some(dir)) if path.is_relative() => dir.join(path),
+                _ => path,
+            };
+            let key = ApiKey::read(&path).map_err(|problem| src.invalid(FILE, problem))?;
+            Ok((key, Some(path)))
+        }
+        (None, Some(key)) => {
+            if key.expose().starts_with('/') {
+                bail!(
+                    src,
+                    INLINE,
+                    "looks like a file path; use api_key_file (env {file_var}) for a file"
+                );
+            }
+            key.check()
+                .map_err(|problem| src.invalid(INLINE, problem))?;
+            Ok((key, None))
+        }
+        _ => {
+            let key_var = env_var_name("headscale", "api_key");
+            bail!(
+                src,
+                "headscale",
+                "set exactly one of api_key_file or api_key (env {file_var} / {key_var})"
+            );
+        }
+    }
+}
+
+fn caddy(c: CaddyInput, src: &Sources<'_>) -> Result<CaddySettings, ConfigError> {
+    const SETTING: &str = "caddy.admin";
+    let Some(given) = c.admin else {
+        let admin = vec![DEFAULT_CADDY_ADMIN.to_owned()];
+        return Ok(CaddySettings { admin });
+    };
+    if given.is_empty() {
+        bail!(src, SETTING, "needs at least one admin address");
+    }
+    let mut admin: Vec<String> = Vec::with_capacity(given.len());
+    for text in &given {
+        let address = admin_address(text).map_err(|problem| src.invalid(SETTING, problem))?;
+        if !admin.contains(&address) {
+            admin.push(address);
+        }
+    }
+    Ok(CaddySettings { admin })
+}
+
+/// One admin address, read by caddy-client's parser (the one its client
+/// uses), in one spelling per address: `host:port` when no scheme was
+/// written, else `http(s)://host:port` or `unix//path`.
+fn admin_address(text: &str) -> Result<String, String> {
+    let address = AdminAddress::parse(text).map_err(|e| e.to_string())?;
+    let AdminAddress::Tcp { scheme, host, port } = &address else {
+        return Ok(address.to_string());
+    };
+    // The parser takes the host as written; check that it is one.
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+        None => host.parse::<Ipv4Addr>().is_ok() || is_valid_dns_name(&host.to_ascii_lowercase()),
+    };
+    if !host_ok {
+        return Err(format!(
+            "{text:?} has an invalid host (use a DNS name or an IP address)"
+        ));
+    }
+    if scheme == "http" && !text.starts_with("http://") {
+        Ok(format!("{host}:{port}"))
+    } else {
+        Ok(address.to_string())
+    }
+}
+
+/// A DNS name: dot-separated [`is_valid_dns_label`]s, at most 253
+/// characters, the last one not all digits. Expects lower case.
+fn is_valid_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(is_valid_dns_label)
+        && name
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Lower-cases and strips a final dot (and a leading one when
+/// `allow_leading_dot`), then checks [`is_valid_dns_name`].
+fn dns_name(
+    src: &Sources<'_>,
+    setting: &str,
+    value: &str,
+    allow_leading_dot: bool,
+) -> Result<String, ConfigError> {
+    let lower = value.to_ascii_lowercase();
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
+    let name = match name.strip_prefix('.') {
+        Some(rest) if allow_leading_dot => rest,
+        _ => name,
+    };
+    if !is_valid_dns_name(name) {
+        bail!(src, setting, "{value:?} is not a valid DNS name");
+    }
+    Ok(name.to_owned())
+}
+
+fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigError> {
+    let what = "the site's DNS name, e.g. \"tart.example.org\"";
+    let domain = r
+        .domain
+        .ok_or_else(|| required(src, "routes", "domain", "", what))?;
+    let domain = dns_name(src, "routes.domain", &domain, false)?;
+
+    let upstream_port = r.upstream_port.unwrap_or(DEFAULT_UPSTREAM_PORT);
+    if upstream_port == 0 {
+        bail!(src, "routes.upstream_port", "0 is not a port (1..=65535)");
+    }
+
+    let magicdns_suffix = r
+        .magicdns_suffix
+        .filter(|s| !s.is_empty())
+        .map(|suffix| dns_name(src, "routes.magicdns_suffix", &suffix, true))
+        .transpose()?;
+    let upstream = r.upstream.unwrap_or(UpstreamKind::Ip);
+    if upstream == UpstreamKind::MagicDns && magicdns_suffix.is_none() {
+        let when = " when routes.upstream = \"magicdns\"";
+        let what = "headscale's dns.base_domain, e.g. \"tailnet.example.org\"";
+        return Err(required(src, "routes", "magicdns_suffix", when, what));
+    }
+
+    let id_prefix = r.id_prefix.unwrap_or_else(|| DEFAULT_ID_PREFIX.to_owned());
+    let ok = (1..=MAX_ID_PREFIX_LEN).contains(&id_prefix.len())
+        && id_prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        bail!(
+            src,
+            "routes.id_prefix",
+            "{id_prefix:?} must be 1 to {MAX_ID_PREFIX_LEN} characters of a-z, 0-9 and -"
+        );
+    }
+
+    Ok(RouteSettings {
+        domain,
+        mode: r.mode.unwrap_or(RouteMode::Path),
+        upstream,
+        upstream_port,
+        magicdns_suffix,
+        offline_grace: r.offline_grace.unwrap_or(DEFAULT_OFFLINE_GRACE),
+        id_prefix,
+        stream_close_delay: r.stream_close_delay.unwrap_or(DEFAULT_STREAM_CLOSE_DELAY),
+    })
+}
+
+fn status(s: StatusInput, src: &Sources<'_>) -> Result<StatusSettings, ConfigError> {
+    let Some(text) = s.listen else {
+        let listen = DEFAULT_STATUS_LISTEN;
+        return Ok(StatusSettings { listen });
+    };
+    match text.parse() {
+        Ok(listen) => Ok(StatusSettings { listen }),
+        Err(_) => bail!(
+            src,
+            "status.listen",
+            "{text:?} is not a socket address (like 127.0.0.1:9180 or [::1]:9180)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_addresses_are_read_by_caddy_clients_parser() {
+        for (given, kept) in [
+            ("localhost:2019", "localhost:2019"),
+            (":2019", "localhost:2019"),
+            ("tcp/localhost:2019", "localhost:2019"),
+            ("[::1]:2019", "[::1]:2019"),
+            ("unix//run/caddy/admin.sock", "unix//run/caddy/admin.sock"),
+            ("http://127.0.0.1:2019", "http://127.0.0.1:2019"),
+            (
+                "https://caddy.internal:2019/",
+                "https://caddy.internal:2019",
+            ),
+        ] {
+            assert_eq!(admin_address(given).as_deref(), Ok(kept), "{given}");
+        }
+        for bad in [
+            "unix/",
+            "localhost",
+            "localhost:0",
+            "ftp://x:1",
+            "bad host:2019",
+            "http://user@caddy:2019",
+            "http://caddy:2019/?x=1",
+        ] {
+            let err = admin_address(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_valid_dns_name("tart.example.org"));
+        assert!(is_valid_dns_name("localhost"));
+        assert!(!is_valid_dns_name("-bad-"));
+        assert!(!is_valid_dns_name("a..b"));
+        assert!(!is_valid_dns_name("10.0.0.1"));
+        assert!(!is_valid_dns_name(""));
+    }
+}
