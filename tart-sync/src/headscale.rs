@@ -1,13 +1,13 @@
 //! headscale API client and node model.
 //!
-//! [`HeadscaleClient::list_nodes`] polls `GET /api/v1/node` (headscale 0.23+)
+//! [`HeadscaleClient::list_nodes_shared`] polls `GET /api/v1/node` (headscale 0.23+)
 //! and falls back to `GET /api/v1/machine` (0.22) when the former answers
 //! 404; the generation that answered is remembered, and re-probed when it
 //! later answers 404 (an upgrade or downgrade).
 //!
-//! Nodes are parsed leniently from protojson ([`Node::from_json`]): a node
-//! that cannot be parsed (e.g. no `id`) is skipped and reported, the others
-//! are returned. [`parse_node_list`] deserializes the answer straight into
+//! Nodes are parsed leniently from protojson: a node that cannot be parsed
+//! (e.g. no `id`) is skipped and reported, the others are returned.
+//! [`parse_node_list`] deserializes the answer straight into
 //! the few fields tart-sync reads (no `serde_json::Value` tree), and the
 //! client does not parse again an answer identical to the previous one
 //! (see [`HeadscaleClient`]). Errors ([`HeadscaleError`]) never contain the
@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -163,16 +163,6 @@ impl HeadscaleError {
         matches!(self, HeadscaleError::Unauthorized { .. })
     }
 
-    /// True for errors that may go away by themselves (network, timeout,
-    /// 5xx or 429 answers).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            HeadscaleError::Transport { .. } | HeadscaleError::Timeout { .. } => true,
-            HeadscaleError::Api { status, .. } => *status >= 500 || *status == 429,
-            _ => false,
-        }
-    }
-
     /// The HTTP status headscale answered, if the error is about an answer.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -211,21 +201,6 @@ pub struct Node {
 }
 
 impl Node {
-    /// Parses one node (or 0.22 machine) of headscale's protojson.
-    ///
-    /// Lenient: only a missing or invalid `id`, or an `expiry` that is not
-    /// a timestamp, make it fail (the message names the problem); a field
-    /// of another type than expected counts as missing, unknown fields are
-    /// ignored. [`parse_node_list`] applies the same rules straight to the
-    /// body's bytes, without building a `Value`.
-    pub fn from_json(v: &Value) -> Result<Node, String> {
-        match Item::deserialize(v) {
-            Ok(Item(Ok(fields))) => fields.to_node(),
-            Ok(Item(Err(kind))) => Err(format!("expected an object, found {kind}")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// True if the node has an expiry at or before `now`.
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         self.expiry.is_some_and(|expiry| expiry <= now)
@@ -512,7 +487,10 @@ struct NodeFields<'a> {
 }
 
 impl NodeFields<'_> {
-    /// The node, or why it cannot be one (see [`Node::from_json`]).
+    /// The node, or why it cannot be one: only a missing or invalid `id`, or
+    /// an `expiry` that is not a timestamp, make it fail (the message names
+    /// the problem); a field of another type than expected counts as
+    /// missing, unknown fields are ignored.
     fn to_node(&self) -> Result<Node, String> {
         let id = match &self.id {
             Some(Loose::Str(s)) => s
@@ -778,8 +756,8 @@ impl NodeList {
 ///
 /// The body is deserialized straight into the few fields tart-sync reads
 /// (strings borrowed from `body`, unknown fields skipped unread), without a
-/// `serde_json::Value` tree. Nodes are parsed as [`Node::from_json`] does:
-/// one that cannot be parsed is left out and reported in
+/// `serde_json::Value` tree. A node that cannot be parsed (see
+/// `NodeFields::to_node`) is left out and reported in
 /// [`NodeList::skipped`]; only invalid JSON or a body without the list
 /// fails as a whole.
 pub fn parse_node_list(body: &[u8]) -> Result<NodeList, HeadscaleError> {
@@ -957,8 +935,7 @@ pub struct Shared {
 
 /// Client for headscale's REST API.
 ///
-/// Cheap to share behind an `Arc`; the API key can be replaced at run time
-/// ([`HeadscaleClient::set_api_key`]). Its `Debug` never shows the key.
+/// Its `Debug` never shows the key.
 ///
 /// It keeps the last node list it parsed with the answer it came from: when
 /// headscale answers exactly the same bytes again, as it does while nothing
@@ -969,7 +946,8 @@ pub struct HeadscaleClient {
     http: reqwest::Client,
     /// Base URL, path ending in `/`, no credentials, query or fragment.
     base: Url,
-    auth: RwLock<HeaderValue>,
+    /// `Bearer <key>`, marked sensitive.
+    auth: HeaderValue,
     timeout: Duration,
     /// 0 = unknown, else [`ApiGeneration::to_u8`].
     generation: AtomicU8,
@@ -1045,7 +1023,7 @@ impl HeadscaleClient {
         Ok(HeadscaleClient {
             http,
             base,
-            auth: RwLock::new(bearer(&api_key)?),
+            auth: bearer(&api_key)?,
             timeout,
             generation: AtomicU8::new(0),
             cache: ListCache::default(),
@@ -1059,14 +1037,6 @@ impl HeadscaleClient {
             settings.api_key.clone(),
             settings.timeout,
         )
-    }
-
-    /// Replaces the API key (e.g. after re-reading a renewed key file).
-    pub fn set_api_key(&self, api_key: &ApiKey) -> Result<(), HeadscaleError> {
-        let value = bearer(api_key)?;
-        let mut guard = self.auth.write().unwrap_or_else(|e| e.into_inner());
-        *guard = value;
-        Ok(())
     }
 
     /// The base URL requests go to (path ending in `/`).
@@ -1098,29 +1068,14 @@ impl HeadscaleClient {
         }
     }
 
-    /// Lists the nodes (only `user`'s when given); see
-    /// [`HeadscaleClient::list_nodes_detailed`]. Nodes that cannot be parsed
-    /// are left out and logged with `tracing::warn!`.
-    pub async fn list_nodes(&self, user: Option<&str>) -> Result<Vec<Node>, HeadscaleError> {
-        Ok(self.list_nodes_detailed(user).await?.nodes)
-    }
-
-    /// Lists the nodes (only `user`'s when given), also returning the nodes
-    /// that could not be parsed (each also logged with `tracing::warn!`).
+    /// Lists the nodes (only `user`'s when given), with those that could
+    /// not be parsed (each also logged with `tracing::warn!`), and whether
+    /// the answer changed since the last call; the list is shared with the
+    /// client, not copied. The daemon's poll skips its work when `changed`
+    /// is false.
     ///
     /// Asks `/api/v1/node` first, or `/api/v1/machine` when that is the
     /// generation that answered last; on a 404 asks the other path.
-    pub async fn list_nodes_detailed(
-        &self,
-        user: Option<&str>,
-    ) -> Result<NodeList, HeadscaleError> {
-        Ok(Arc::unwrap_or_clone(
-            self.list_nodes_shared(user).await?.list,
-        ))
-    }
-
-    /// Like [`HeadscaleClient::list_nodes_detailed`], without copying the list:
-    /// the daemon's poll uses it, and skips its work when `changed` is false.
     pub async fn list_nodes_shared(&self, user: Option<&str>) -> Result<Shared, HeadscaleError> {
         let known = self.generation();
         let first = known.unwrap_or(ApiGeneration::Node);
@@ -1217,8 +1172,7 @@ impl HeadscaleClient {
     ) -> Result<reqwest::Response, HeadscaleError> {
         let mut request = self.http.get(url);
         if authenticate {
-            let value = self.auth.read().unwrap_or_else(|e| e.into_inner()).clone();
-            request = request.header(AUTHORIZATION, value);
+            request = request.header(AUTHORIZATION, self.auth.clone());
         }
         let response = request
             .send()
@@ -1585,21 +1539,6 @@ mod tests {
         assert!(ids(r#"{"nodes":[]} x"#).is_err_and(|e| e.contains("trailing characters")));
     }
 
-    #[test]
-    fn from_json_matches_the_list_parser() {
-        let v = serde_json::json!({"id": 3, "user": {"name": "u"}, "validTags": ["a"]});
-        let node = Node::from_json(&v);
-        assert!(node.is_ok_and(|n| n.id == 3 && n.user == "u" && n.tags == ["a"]));
-        assert_eq!(
-            Node::from_json(&serde_json::json!([1])),
-            Err("expected an object, found an array".to_owned())
-        );
-        assert_eq!(
-            Node::from_json(&serde_json::json!({"id": 1.5})),
-            Err("invalid id 1.5".to_owned())
-        );
-    }
-
     /// Reads `body` into `cache` in chunks of `size`.
     fn feed(cache: &ListCache, body: &[u8], size: usize) -> Result<Shared, HeadscaleError> {
         let mut incoming = cache.begin(0);
@@ -1748,74 +1687,6 @@ mod tests {
         }
         s.push_str("]}");
         s.into_bytes()
-    }
-
-    fn status_kb(key: &str) -> u64 {
-        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn median_ms(mut times: Vec<f64>) -> f64 {
-        times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
-    }
-
-    /// Cost of parsing a 10,000-node answer. Run in release:
-    /// `cargo test --release -p tart-sync --lib -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "measurement; run in release with --ignored --nocapture"]
-    fn measure_parse_10000_nodes() {
-        const N: usize = 10_000;
-        let body = big_body(N);
-        // Peak RSS first, before freed memory is lying around to be reused.
-        let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-        let before = status_kb("VmRSS");
-        let list = parse_node_list(&body);
-        let peak = status_kb("VmHWM");
-        let kept = status_kb("VmRSS");
-        let list = list.ok().unwrap_or_default();
-        assert_eq!(list.nodes.len(), N);
-        assert!(list.skipped.is_empty());
-        drop(list);
-
-        let mut parse = Vec::new();
-        for _ in 0..21 {
-            let started = std::time::Instant::now();
-            let list = std::hint::black_box(parse_node_list(std::hint::black_box(&body)));
-            parse.push(started.elapsed().as_secs_f64() * 1e3);
-            drop(list);
-        }
-        println!(
-            "{N} nodes, {:.2} MB body: parse_node_list median {:.2} ms (min {:.2} ms); \
-             peak RSS +{:.1} MB during the parse (reset: {reset}), +{:.1} MB kept",
-            body.len() as f64 / 1e6,
-            median_ms(parse.clone()),
-            parse.iter().copied().fold(f64::INFINITY, f64::min),
-            peak.saturating_sub(before) as f64 / 1024.0,
-            kept.saturating_sub(before) as f64 / 1024.0,
-        );
-
-        let time = |f: &mut dyn FnMut()| {
-            let mut times = Vec::new();
-            for _ in 0..21 {
-                let started = std::time::Instant::now();
-                f();
-                times.push(started.elapsed().as_secs_f64() * 1e3);
-            }
-            median_ms(times)
-        };
-        let cache = ListCache::default();
-        let _ = cache.parse(&body);
-        let hit = time(&mut || {
-            let list = cache.parse(std::hint::black_box(&body));
-            assert!(list.is_ok_and(|l| !l.changed && l.list.nodes.len() == N));
-        });
-        println!(
-            "unchanged answer (compared chunk by chunk with the kept one, list shared) median {hit:.2} ms"
-        );
     }
 
     #[test]
