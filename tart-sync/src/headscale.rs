@@ -14,6 +14,7 @@
 //! API key.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -275,15 +276,15 @@ fn array_items<'s, 'a>(v: &'s Option<Loose<'a>>) -> &'s [Cow<'a, str>] {
     }
 }
 
-/// The strings, without duplicates, in order.
+/// The strings, each once, in the order first seen. Linear (a set of those
+/// seen): a node with 100,000 tags is read as fast as any other.
 fn string_list<'a, 'b: 'a>(items: impl Iterator<Item = &'a Cow<'b, str>>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for s in items {
-        if !out.iter().any(|t| t == s) {
-            out.push(s.as_ref().to_owned());
-        }
-    }
-    out
+    let mut seen = HashSet::new();
+    items
+        .map(|s| s.as_ref())
+        .filter(|s| seen.insert(*s))
+        .map(str::to_owned)
+        .collect()
 }
 
 // The node list is deserialized straight from the body's bytes into the
@@ -1537,6 +1538,21 @@ mod tests {
         assert!(ids("[]").is_err_and(|e| e.contains("found an array")));
         assert!(ids("null").is_err_and(|e| e.contains("found null")));
         assert!(ids(r#"{"nodes":[]} x"#).is_err_and(|e| e.contains("trailing characters")));
+    }
+
+    #[test]
+    fn a_node_with_100000_tags_is_read_with_each_tag_once() {
+        let many: Vec<String> = (0..100_000).map(|i| format!("tag:t{}", i % 1000)).collect();
+        let body = serde_json::json!({"nodes": [
+            {"id": "1", "tags": many},
+            {"id": "2", "validTags": many, "forcedTags": ["tag:forced", "tag:t999"]},
+        ]})
+        .to_string();
+        let list = parse_node_list(body.as_bytes()).unwrap();
+        let expected: Vec<String> = many[..1000].to_vec();
+        assert_eq!(list.nodes[0].tags, expected);
+        assert_eq!(list.nodes[1].tags[..1000], expected);
+        assert_eq!(list.nodes[1].tags[1000..], ["tag:forced"]);
     }
 
     /// Reads `body` into `cache` in chunks of `size`.
