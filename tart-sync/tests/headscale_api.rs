@@ -4,16 +4,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tart_sync::config::ApiKey;
-use tart_sync::headscale::{parse_node_list, ApiGeneration, HeadscaleClient, HeadscaleError, Node};
+use tart_sync::headscale::{
+    parse_node_list, ApiGeneration, HeadscaleClient, HeadscaleError, Node, NodeList,
+};
 use time::macros::datetime;
 use time::OffsetDateTime;
 use url::Url;
-use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::{header, method, query_param, query_param_is_missing};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate, Times};
 
 const KEY: &str = "hskey-api-Ab12Cd34Ef56-s3cr3tS3cr3tS3cr3t";
 
@@ -24,6 +27,10 @@ const V028: &str = include_str!("fixtures/headscale/v0.28-nodes.json");
 
 /// "Now" for expiry checks: shortly after the 0.28 fixture's last poll.
 const NOW: OffsetDateTime = datetime!(2026-07-10 08:20:00 UTC);
+
+/// The list paths of headscale 0.23+ and of 0.22.
+const NODE: &str = "/api/v1/node";
+const MACHINE: &str = "/api/v1/machine";
 
 /// grpc-gateway's answer for a route it does not know.
 const GRPC_NOT_FOUND: &str = r#"{"code":5,"message":"Not Found","details":[]}"#;
@@ -56,34 +63,57 @@ fn assert_no_key(text: &str) {
     assert!(!text.contains("s3cr3t"), "API key leaked into: {text}");
 }
 
-async fn mount_node_list(server: &MockServer, body: &str) {
-    Mock::given(method("GET"))
-        .and(path("/api/v1/node"))
-        .respond_with(json_body(200, body))
+/// Matches `GET path`.
+fn get(path: &str) -> MockBuilder {
+    Mock::given(method("GET")).and(wiremock::matchers::path(path))
+}
+
+/// Mounts a mock: requests matching `given` get `response`, and must come
+/// `times` times (a number, or a range: `..` for any), checked when the
+/// server is dropped or reset.
+async fn mock(
+    server: &MockServer,
+    given: MockBuilder,
+    response: ResponseTemplate,
+    times: impl Into<Times>,
+) {
+    given
+        .respond_with(response)
+        .expect(times)
         .mount(server)
         .await;
+}
+
+/// `GET /api/v1/node` answers `body`, any number of times.
+async fn mount_node_list(server: &MockServer, body: &str) {
+    mock(server, get(NODE), json_body(200, body), ..).await;
+}
+
+/// One poll: the list (shared with the client, copied here).
+async fn poll(hs: &HeadscaleClient, user: Option<&str>) -> Result<NodeList, HeadscaleError> {
+    Ok((*hs.list_nodes_shared(user).await?.list).clone())
+}
+
+/// One poll: its nodes.
+async fn poll_nodes(hs: &HeadscaleClient, user: Option<&str>) -> Result<Vec<Node>, HeadscaleError> {
+    Ok(poll(hs, user).await?.nodes)
 }
 
 #[tokio::test]
 async fn v0_22_falls_back_to_machine_and_remembers_it() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/node"))
-        .respond_with(json_body(404, GRPC_NOT_FOUND))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/machine"))
-        .and(header("authorization", format!("Bearer {KEY}").as_str()))
-        .respond_with(json_body(200, V022))
-        .expect(2)
-        .mount(&server)
-        .await;
+    mock(&server, get(NODE), json_body(404, GRPC_NOT_FOUND), 1).await;
+    mock(
+        &server,
+        get(MACHINE).and(header("authorization", format!("Bearer {KEY}").as_str())),
+        json_body(200, V022),
+        2,
+    )
+    .await;
 
     let hs = client(&server);
     assert_eq!(hs.generation(), None);
-    let nodes = hs.list_nodes(None).await.unwrap();
+    let nodes = poll_nodes(&hs, None).await.unwrap();
     assert_eq!(hs.generation(), Some(ApiGeneration::Machine));
     assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 2]);
 
@@ -111,58 +141,42 @@ async fn v0_22_falls_back_to_machine_and_remembers_it() {
     assert_eq!(zm.last_seen, Some(datetime!(2023-06-01 11:40:02.5 UTC)));
 
     // The second poll goes straight to /api/v1/machine (`expect`s checked on drop).
-    let again = hs.list_nodes(None).await.unwrap();
+    let again = poll_nodes(&hs, None).await.unwrap();
     assert_eq!(again, nodes);
 }
 
 #[tokio::test]
 async fn upgrade_from_0_22_reprobes_node() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .respond_with(ResponseTemplate::new(404).set_body_string("404 page not found\n"))
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/machine"))
-        .respond_with(json_body(200, V022))
-        .mount(&server)
-        .await;
+    mock(
+        &server,
+        get(NODE),
+        ResponseTemplate::new(404).set_body_string("404 page not found\n"),
+        ..,
+    )
+    .await;
+    mock(&server, get(MACHINE), json_body(200, V022), ..).await;
     let hs = client(&server);
-    hs.list_nodes(None).await.unwrap();
+    poll_nodes(&hs, None).await.unwrap();
     assert_eq!(hs.generation(), Some(ApiGeneration::Machine));
 
     // headscale is upgraded to 0.23: /machine is gone, /node answers.
     server.reset().await;
-    Mock::given(path("/api/v1/machine"))
-        .respond_with(json_body(404, GRPC_NOT_FOUND))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/node"))
-        .respond_with(json_body(200, V023))
-        .expect(2)
-        .mount(&server)
-        .await;
-    let nodes = hs.list_nodes(None).await.unwrap();
+    mock(&server, get(MACHINE), json_body(404, GRPC_NOT_FOUND), 1).await;
+    mock(&server, get(NODE), json_body(200, V023), 2).await;
+    let nodes = poll_nodes(&hs, None).await.unwrap();
     assert_eq!(hs.generation(), Some(ApiGeneration::Node));
     assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 4]);
-    hs.list_nodes(None).await.unwrap();
+    poll_nodes(&hs, None).await.unwrap();
 }
 
 #[tokio::test]
 async fn v0_23_nodes() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/node"))
-        .respond_with(json_body(200, V023))
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/machine"))
-        .respond_with(ResponseTemplate::new(500))
-        .expect(0)
-        .mount(&server)
-        .await;
+    mock(&server, get(NODE), json_body(200, V023), ..).await;
+    mock(&server, get(MACHINE), ResponseTemplate::new(500), 0).await;
     let hs = client(&server);
-    let nodes = hs.list_nodes(None).await.unwrap();
+    let nodes = poll_nodes(&hs, None).await.unwrap();
     assert_eq!(hs.generation(), Some(ApiGeneration::Node));
     assert_eq!(nodes.len(), 2);
 
@@ -193,7 +207,7 @@ async fn v0_23_nodes() {
 async fn v0_26_nodes() {
     let server = MockServer::start().await;
     mount_node_list(&server, V026).await;
-    let nodes = client(&server).list_nodes(None).await.unwrap();
+    let nodes = poll_nodes(&client(&server), None).await.unwrap();
     assert_eq!(nodes.len(), 1);
     let hill = node(&nodes, 7);
     assert_eq!(hill.name, "tart-signal-hill");
@@ -218,7 +232,7 @@ async fn v0_26_nodes() {
 async fn v0_28_nodes() {
     let server = MockServer::start().await;
     mount_node_list(&server, V028).await;
-    let nodes = client(&server).list_nodes(None).await.unwrap();
+    let nodes = poll_nodes(&client(&server), None).await.unwrap();
     assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [12, 13, 14]);
 
     let rhodes = node(&nodes, 12);
@@ -255,40 +269,42 @@ async fn v0_28_nodes() {
 #[tokio::test]
 async fn bearer_header_and_user_query_are_sent() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/node"))
-        .and(header("authorization", format!("Bearer {KEY}").as_str()))
-        .and(query_param("user", "tarts"))
-        .respond_with(json_body(200, V023))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/node"))
-        .and(header("authorization", format!("Bearer {KEY}").as_str()))
-        .and(query_param_is_missing("user"))
-        .respond_with(json_body(200, V028))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mock(
+        &server,
+        get(NODE)
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .and(query_param("user", "tarts")),
+        json_body(200, V023),
+        1,
+    )
+    .await;
+    mock(
+        &server,
+        get(NODE)
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .and(query_param_is_missing("user")),
+        json_body(200, V028),
+        1,
+    )
+    .await;
     let hs = client(&server);
-    let tarts = hs.list_nodes(Some("tarts")).await.unwrap();
+    let tarts = poll_nodes(&hs, Some("tarts")).await.unwrap();
     assert_eq!(tarts.len(), 2);
-    let all = hs.list_nodes(None).await.unwrap();
+    let all = poll_nodes(&hs, None).await.unwrap();
     assert_eq!(all.len(), 3);
 }
 
 #[tokio::test]
 async fn user_names_are_url_encoded() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .and(query_param("user", "ops@example.org & co"))
-        .respond_with(json_body(200, r#"{"nodes":[]}"#))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let nodes = client(&server)
-        .list_nodes(Some("ops@example.org & co"))
+    mock(
+        &server,
+        get(NODE).and(query_param("user", "ops@example.org & co")),
+        json_body(200, r#"{"nodes":[]}"#),
+        1,
+    )
+    .await;
+    let nodes = poll_nodes(&client(&server), Some("ops@example.org & co"))
         .await
         .unwrap();
     assert!(nodes.is_empty());
@@ -297,32 +313,36 @@ async fn user_names_are_url_encoded() {
 #[tokio::test]
 async fn base_url_path_is_kept_as_prefix() {
     let server = MockServer::start().await;
-    Mock::given(path("/headscale/api/v1/node"))
-        .respond_with(json_body(200, V026))
-        .expect(1)
-        .mount(&server)
-        .await;
+    mock(
+        &server,
+        get("/headscale/api/v1/node"),
+        json_body(200, V026),
+        1,
+    )
+    .await;
     let hs = client_with_timeout(
         &format!("{}/headscale", server.uri()),
         Duration::from_secs(5),
     );
-    assert_eq!(hs.list_nodes(None).await.unwrap().len(), 1);
+    assert_eq!(poll_nodes(&hs, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn unauthorized_401_plain_text() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .respond_with(ResponseTemplate::new(401).set_body_string("Unauthorized"))
-        .mount(&server)
-        .await;
-    let err = client(&server).list_nodes(None).await.unwrap_err();
+    mock(
+        &server,
+        get(NODE),
+        ResponseTemplate::new(401).set_body_string("Unauthorized"),
+        ..,
+    )
+    .await;
+    let err = poll_nodes(&client(&server), None).await.unwrap_err();
     assert!(
         matches!(err, HeadscaleError::Unauthorized { status: 401 }),
         "{err:?}"
     );
     assert!(err.is_auth());
-    assert!(!err.is_transient());
     let msg = err.to_string();
     assert!(msg.contains("API key"), "{msg}");
     assert!(msg.contains("headscale apikeys"), "{msg}");
@@ -334,17 +354,22 @@ async fn unauthorized_401_plain_text() {
 async fn unauthorized_500_as_0_22_to_0_26_answer() {
     let server = MockServer::start().await;
     // Authentication runs before routing: /node answers it on 0.22 too.
-    Mock::given(path("/api/v1/node"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("Unauthorized"))
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/machine"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("Unauthorized"))
-        .expect(0)
-        .mount(&server)
-        .await;
+    mock(
+        &server,
+        get(NODE),
+        ResponseTemplate::new(500).set_body_string("Unauthorized"),
+        ..,
+    )
+    .await;
+    mock(
+        &server,
+        get(MACHINE),
+        ResponseTemplate::new(500).set_body_string("Unauthorized"),
+        0,
+    )
+    .await;
     let hs = client(&server);
-    let err = hs.list_nodes(None).await.unwrap_err();
+    let err = poll_nodes(&hs, None).await.unwrap_err();
     assert!(
         matches!(err, HeadscaleError::Unauthorized { status: 500 }),
         "{err:?}"
@@ -357,16 +382,14 @@ async fn unauthorized_500_as_0_22_to_0_26_answer() {
 #[tokio::test]
 async fn grpc_error_json_is_an_api_error() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .and(query_param("user", "nobody"))
-        .respond_with(json_body(
-            500,
-            r#"{"code":2,"message":"user not found","details":[]}"#,
-        ))
-        .mount(&server)
-        .await;
-    let err = client(&server)
-        .list_nodes(Some("nobody"))
+    mock(
+        &server,
+        get(NODE).and(query_param("user", "nobody")),
+        json_body(500, r#"{"code":2,"message":"user not found","details":[]}"#),
+        ..,
+    )
+    .await;
+    let err = poll_nodes(&client(&server), Some("nobody"))
         .await
         .unwrap_err();
     match &err {
@@ -383,28 +406,34 @@ async fn grpc_error_json_is_an_api_error() {
 #[tokio::test]
 async fn problem_json_404_of_0_30_is_an_api_error() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .and(query_param("user", "nobody"))
-        .respond_with(ResponseTemplate::new(404).set_body_raw(
+    mock(
+        &server,
+        get(NODE).and(query_param("user", "nobody")),
+        ResponseTemplate::new(404).set_body_raw(
             r#"{"title":"Not Found","status":404,"detail":"user not found"}"#,
             "application/problem+json",
-        ))
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/node"))
-        .and(query_param_is_missing("user"))
-        .respond_with(json_body(200, V028))
-        .mount(&server)
-        .await;
-    Mock::given(path("/api/v1/machine"))
-        .respond_with(ResponseTemplate::new(404).set_body_string("404 page not found\n"))
-        .expect(1)
-        .mount(&server)
-        .await;
+        ),
+        ..,
+    )
+    .await;
+    mock(
+        &server,
+        get(NODE).and(query_param_is_missing("user")),
+        json_body(200, V028),
+        ..,
+    )
+    .await;
+    mock(
+        &server,
+        get(MACHINE),
+        ResponseTemplate::new(404).set_body_string("404 page not found\n"),
+        1,
+    )
+    .await;
     let hs = client(&server);
 
     // Generation not known yet: /machine is asked, then the specific 404 wins.
-    let err = hs.list_nodes(Some("nobody")).await.unwrap_err();
+    let err = poll_nodes(&hs, Some("nobody")).await.unwrap_err();
     match &err {
         HeadscaleError::Api { status, message } => {
             assert_eq!(*status, 404);
@@ -415,9 +444,9 @@ async fn problem_json_404_of_0_30_is_an_api_error() {
 
     // Once /node is known to exist, its 404 is reported without a fallback
     // (/machine's `expect(1)` is checked on drop).
-    hs.list_nodes(None).await.unwrap();
+    poll_nodes(&hs, None).await.unwrap();
     assert_eq!(hs.generation(), Some(ApiGeneration::Node));
-    let err = hs.list_nodes(Some("nobody")).await.unwrap_err();
+    let err = poll_nodes(&hs, Some("nobody")).await.unwrap_err();
     assert!(
         matches!(&err, HeadscaleError::Api { status: 404, message } if message == "user not found"),
         "{err:?}"
@@ -427,7 +456,7 @@ async fn problem_json_404_of_0_30_is_an_api_error() {
 #[tokio::test]
 async fn both_paths_404_is_not_headscale() {
     let server = MockServer::start().await;
-    let err = client(&server).list_nodes(None).await.unwrap_err();
+    let err = poll_nodes(&client(&server), None).await.unwrap_err();
     assert!(
         matches!(err, HeadscaleError::NotHeadscale { .. }),
         "{err:?}"
@@ -439,7 +468,7 @@ async fn both_paths_404_is_not_headscale() {
 async fn truncated_json_is_a_decode_error() {
     let server = MockServer::start().await;
     mount_node_list(&server, &V028[..V028.len() / 2]).await;
-    let err = client(&server).list_nodes(None).await.unwrap_err();
+    let err = poll_nodes(&client(&server), None).await.unwrap_err();
     match &err {
         HeadscaleError::Decode { detail } => {
             assert!(detail.contains("{"), "no excerpt in {detail}");
@@ -452,13 +481,14 @@ async fn truncated_json_is_a_decode_error() {
 #[tokio::test]
 async fn html_or_unrelated_json_is_a_decode_error() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_raw("<html><body>login</body></html>", "text/html"),
-        )
-        .mount(&server)
-        .await;
-    let err = client(&server).list_nodes(None).await.unwrap_err();
+    mock(
+        &server,
+        get(NODE),
+        ResponseTemplate::new(200).set_body_raw("<html><body>login</body></html>", "text/html"),
+        ..,
+    )
+    .await;
+    let err = poll_nodes(&client(&server), None).await.unwrap_err();
     assert!(
         matches!(&err, HeadscaleError::Decode { detail } if detail.contains("<html>")),
         "{err:?}"
@@ -467,25 +497,27 @@ async fn html_or_unrelated_json_is_a_decode_error() {
     server.reset().await;
     // An empty object is not "no nodes": headscale always sends the list.
     mount_node_list(&server, "{}").await;
-    let err = client(&server).list_nodes(None).await.unwrap_err();
+    let err = poll_nodes(&client(&server), None).await.unwrap_err();
     assert!(matches!(err, HeadscaleError::Decode { .. }), "{err:?}");
 }
 
 #[tokio::test]
 async fn slow_answer_is_a_timeout() {
     let server = MockServer::start().await;
-    Mock::given(path("/api/v1/node"))
-        .respond_with(json_body(200, V023).set_delay(Duration::from_secs(3)))
-        .mount(&server)
-        .await;
+    mock(
+        &server,
+        get(NODE),
+        json_body(200, V023).set_delay(Duration::from_secs(3)),
+        ..,
+    )
+    .await;
     let hs = client_with_timeout(&server.uri(), Duration::from_millis(200));
     let started = std::time::Instant::now();
-    let err = hs.list_nodes(None).await.unwrap_err();
+    let err = poll_nodes(&hs, None).await.unwrap_err();
     assert!(
         matches!(err, HeadscaleError::Timeout { after } if after == Duration::from_millis(200)),
         "{err:?}"
     );
-    assert!(err.is_transient());
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -496,14 +528,13 @@ async fn connection_refused_is_a_transport_error() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let hs = client_with_timeout(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
-    let err = hs.list_nodes(None).await.unwrap_err();
+    let err = poll_nodes(&hs, None).await.unwrap_err();
     match &err {
         HeadscaleError::Transport { detail } => {
             assert!(detail.contains(&format!("127.0.0.1:{port}")), "{detail}");
         }
         other => panic!("expected Transport, got {other:?}"),
     }
-    assert!(err.is_transient());
     assert_no_key(&err.to_string());
     assert_no_key(&format!("{err:?}"));
 }
@@ -525,21 +556,19 @@ async fn node_without_id_is_skipped() {
     mount_node_list(&server, &body).await;
     let hs = client(&server);
 
-    let nodes = hs.list_nodes(None).await.unwrap();
+    let list = poll(&hs, None).await.unwrap();
+    let nodes = &list.nodes;
     assert_eq!(nodes.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
-
-    let detailed = hs.list_nodes_detailed(None).await.unwrap();
-    assert_eq!(detailed.nodes, nodes);
-    assert_eq!(detailed.skipped.len(), 2);
-    assert_eq!(detailed.skipped[0].index, 1);
-    assert_eq!(detailed.skipped[0].id, None);
-    assert_eq!(detailed.skipped[0].name.as_deref(), Some("no-id"));
-    assert!(detailed.skipped[0].reason.contains("id"));
-    assert_eq!(detailed.skipped[1].id.as_deref(), Some("4"));
-    assert!(detailed.skipped[1].reason.contains("expiry"));
+    assert_eq!(list.skipped.len(), 2);
+    assert_eq!(list.skipped[0].index, 1);
+    assert_eq!(list.skipped[0].id, None);
+    assert_eq!(list.skipped[0].name.as_deref(), Some("no-id"));
+    assert!(list.skipped[0].reason.contains("id"));
+    assert_eq!(list.skipped[1].id.as_deref(), Some("4"));
+    assert!(list.skipped[1].reason.contains("expiry"));
 
     // Lenient parsing of what is there.
-    let three = node(&nodes, 3);
+    let three = node(nodes, 3);
     assert_eq!(
         three.ip_addresses,
         [IpAddr::V6(Ipv6Addr::new(
@@ -573,15 +602,16 @@ fn empty_list_and_dns_label() {
 #[tokio::test]
 async fn version_endpoint() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/version"))
-        .respond_with(json_body(
+    mock(
+        &server,
+        get("/version"),
+        json_body(
             200,
             r#"{"version":"v0.28.0","commit":"abcdef","dirty":false}"#,
-        ))
-        .expect(1)
-        .mount(&server)
-        .await;
+        ),
+        1,
+    )
+    .await;
     let hs = client(&server);
     assert_eq!(hs.version().await.unwrap().as_deref(), Some("v0.28.0"));
     let requests = server.received_requests().await.unwrap();
@@ -637,28 +667,32 @@ async fn unchanged_answer_gives_the_same_list_and_a_changed_one_is_parsed() {
     let server = MockServer::start().await;
     mount_node_list(&server, &with_bad("100.64.0.1")).await;
     let hs = client(&server);
-    let first = hs.list_nodes_detailed(None).await.unwrap();
-    assert_eq!(first.nodes.len(), 1);
-    assert_eq!(first.nodes[0].ip_addresses, [ip("100.64.0.1")]);
-    assert_eq!(first.skipped.len(), 1);
-    // The same bytes again: the same list, skipped nodes included.
-    assert_eq!(hs.list_nodes_detailed(None).await.unwrap(), first);
+    let first = hs.list_nodes_shared(None).await.unwrap();
+    assert!(first.changed);
+    assert_eq!(first.list.nodes.len(), 1);
+    assert_eq!(first.list.nodes[0].ip_addresses, [ip("100.64.0.1")]);
+    assert_eq!(first.list.skipped.len(), 1);
+    // The same bytes again: the same list, skipped nodes included, shared.
+    let again = hs.list_nodes_shared(None).await.unwrap();
+    assert!(!again.changed);
+    assert!(Arc::ptr_eq(&again.list, &first.list));
 
     // The answer changes, same length: the new state is seen.
     server.reset().await;
     let changed_body = with_bad("100.64.0.2");
     assert_eq!(changed_body.len(), with_bad("100.64.0.1").len());
     mount_node_list(&server, &changed_body).await;
-    let changed = hs.list_nodes_detailed(None).await.unwrap();
-    assert_eq!(changed.nodes[0].ip_addresses, [ip("100.64.0.2")]);
-    assert_eq!(changed.skipped, first.skipped);
-    assert_eq!(hs.list_nodes_detailed(None).await.unwrap(), changed);
+    let changed = hs.list_nodes_shared(None).await.unwrap();
+    assert!(changed.changed);
+    assert_eq!(changed.list.nodes[0].ip_addresses, [ip("100.64.0.2")]);
+    assert_eq!(changed.list.skipped, first.list.skipped);
+    assert_eq!(poll(&hs, None).await.unwrap(), *changed.list);
 
     // An answer that does not parse is an error, not the last list.
     server.reset().await;
     mount_node_list(&server, "{}").await;
     assert!(matches!(
-        hs.list_nodes(None).await,
+        poll_nodes(&hs, None).await,
         Err(HeadscaleError::Decode { .. })
     ));
 }
@@ -667,11 +701,14 @@ async fn unchanged_answer_gives_the_same_list_and_a_changed_one_is_parsed() {
 async fn oversized_answer_is_a_decode_error() {
     let server = MockServer::start().await;
     let body = vec![b' '; tart_sync::headscale::MAX_BODY_BYTES + 1];
-    Mock::given(path("/api/v1/node"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-        .mount(&server)
-        .await;
-    let err = client(&server).list_nodes(None).await.unwrap_err();
+    mock(
+        &server,
+        get(NODE),
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+        ..,
+    )
+    .await;
+    let err = poll_nodes(&client(&server), None).await.unwrap_err();
     assert!(
         matches!(&err, HeadscaleError::Decode { detail } if detail.contains("larger than")),
         "{err:?}"
