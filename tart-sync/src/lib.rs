@@ -8,13 +8,15 @@
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
 //! - [`controller`]: the loop, error policy with backoff, shutdown; the
-//!   shared [`controller::Context`] read by the status server.
-//! - [`status`]: the status page, JSON, metrics and health endpoints.
+//!   shared [`controller::Context`] read by the status server; readiness.
+//! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
+//! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
 pub mod config;
 pub mod controller;
 pub mod desired;
 pub mod headscale;
 pub mod layout;
+pub mod metrics;
 pub mod reconcile;
 pub mod status;
