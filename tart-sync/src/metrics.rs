@@ -19,7 +19,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -139,68 +141,56 @@ impl Metrics {
 #[derive(Debug)]
 struct StateGauges(Arc<RwLock<SyncState>>);
 
+/// One gauge family `name{label="…"}`, from `(label value, value)` pairs.
+fn gauges<'a, N: EncodeGaugeValue>(
+    encoder: &'a mut DescriptorEncoder,
+    (name, help, unit): (&'a str, &str, Option<&'a Unit>),
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, N)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (value_label, value) in values {
+        ConstGauge::new(value).encode(family.encode_family(&[(label, value_label)])?)?;
+    }
+    Ok(())
+}
+
 impl Collector for StateGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let state = self.0.read().unwrap_or_else(|p| p.into_inner());
-
         let (routed, skipped) = match &state.desired {
             Some(d) => (d.entries.as_slice(), d.skipped.len()),
             None => (&[][..], 0),
         };
         let count = |s: NodeState| routed.iter().filter(|e| e.state == s).count();
-        let mut family = encoder.encode_descriptor(
-            "nodes",
-            "Nodes in the last headscale answer (seen), with a route (routed), by route state, and passing the filters without a route (skipped).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (label, n) in [
+        let help = "Nodes in the last headscale answer (seen), with a route (routed), by route state, and passing the filters without a route (skipped).";
+        let nodes = [
             ("seen", state.headscale.nodes_seen),
             ("routed", routed.len()),
             ("online", count(NodeState::Online)),
             ("grace", count(NodeState::Grace)),
             ("offline", count(NodeState::Offline)),
             ("skipped", skipped),
-        ] {
-            ConstGauge::new(n).encode(family.encode_family(&[("state", label)])?)?;
-        }
+        ];
+        gauges(&mut encoder, ("nodes", help, None), "state", nodes)?;
 
-        let synced: Vec<_> = state
-            .caddies
-            .iter()
+        let synced: Vec<_> = (state.caddies.iter())
             .filter_map(|c| Some((c.address.as_str(), c.last_sync?)))
+            .map(|(address, t)| (address, t.unix_timestamp_nanos() as f64 / 1e9))
             .collect();
         if !synced.is_empty() {
-            let mut family = encoder.encode_descriptor(
-                "last_sync_timestamp",
-                "Unix time when each Caddy last matched the desired routes.",
-                Some(&Unit::Seconds),
-                MetricType::Gauge,
-            )?;
-            for (address, t) in synced {
-                let unix = t.unix_timestamp_nanos() as f64 / 1e9;
-                ConstGauge::new(unix).encode(family.encode_family(&[("caddy", address)])?)?;
-            }
+            let help = "Unix time when each Caddy last matched the desired routes.";
+            let name = ("last_sync_timestamp", help, Some(&Unit::Seconds));
+            gauges(&mut encoder, name, "caddy", synced)?;
         }
 
-        let mut family = encoder.encode_descriptor(
-            "caddy_up",
-            "1 when the last reconcile reached this Caddy's admin API.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for c in &state.caddies {
-            let up = i64::from(c.reachable);
-            ConstGauge::new(up).encode(family.encode_family(&[("caddy", c.address.as_str())])?)?;
-        }
+        let help = "1 when the last reconcile reached this Caddy's admin API.";
+        let up = (state.caddies.iter()).map(|c| (c.address.as_str(), i64::from(c.reachable)));
+        gauges(&mut encoder, ("caddy_up", help, None), "caddy", up)?;
 
-        let up = i64::from(state.headscale.reachable);
-        ConstGauge::new(up).encode(encoder.encode_descriptor(
-            "headscale_up",
-            "1 when the last headscale poll succeeded.",
-            None,
-            MetricType::Gauge,
-        )?)
+        let help = "1 when the last headscale poll succeeded.";
+        let up = ConstGauge::new(i64::from(state.headscale.reachable));
+        up.encode(encoder.encode_descriptor("headscale_up", help, None, MetricType::Gauge)?)
     }
 }
 
