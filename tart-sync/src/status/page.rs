@@ -13,46 +13,8 @@ use crate::desired::NodeState;
 /// The page reloads itself this often (seconds).
 const REFRESH_SECONDS: u32 = 5;
 
-const STYLE: &str = r#"
-:root{color-scheme:light dark;--fg:#1f2328;--muted:#59636e;--bg:#fff;--line:#d1d9e0;--card:#f6f8fa;--link:#0969da;
---ok:#116329;--okbg:#dafbe1;--warn:#7d4e00;--warnbg:#fff1c2;--bad:#a40e26;--badbg:#ffebe9}
-@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9198a1;--bg:#0d1117;--line:#3d444d;--card:#151b23;--link:#4493f8;
---ok:#56d364;--okbg:#12261e;--warn:#e3b341;--warnbg:#2e2410;--bad:#ff7b72;--badbg:#3a1a1f}}
-*{box-sizing:border-box}
-body{margin:0 auto;max-width:72rem;padding:1rem;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
-h1{font-size:1.35rem;margin:0 0 .2rem;overflow-wrap:anywhere}
-h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
-h2 .muted{font-weight:400;font-size:.85rem}
-a{color:var(--link)}
-.muted{color:var(--muted)}
-.meta{color:var(--muted);font-size:.85rem;margin:0}
-code{font:.85em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
-.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:.8rem;color:var(--muted);font-weight:600;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-table.kv th{width:10rem;vertical-align:top}
-.badge{display:inline-block;padding:.05rem .55rem;border-radius:1rem;font-size:.8rem;font-weight:600;white-space:nowrap}
-.online,.ok{color:var(--ok);background:var(--okbg)}
-.grace,.warn{color:var(--warn);background:var(--warnbg)}
-.offline,.bad{color:var(--bad);background:var(--badbg)}
-.fails{color:var(--bad);font-weight:600}
-.error{color:var(--bad);overflow-wrap:anywhere}
-.banner{padding:.6rem .8rem;border-radius:.4rem;margin:.8rem 0}
-.banner ul{margin:.2rem 0 0;padding-left:1.2rem}
-.empty{padding:.8rem;background:var(--card);border-radius:.4rem}
-footer{margin:2rem 0 .5rem;color:var(--muted);font-size:.85rem}
-@media (max-width:640px){
-body{padding:.75rem}
-table.stack thead{display:none}
-table.stack tr{display:block;border:1px solid var(--line);border-radius:.5rem;margin:0 0 .6rem;padding:.2rem .6rem;background:var(--card)}
-table.stack td{display:flex;justify-content:space-between;align-items:baseline;gap:1rem;border:0;padding:.2rem 0;text-align:right;min-width:0}
-table.stack td::before{content:attr(data-label);color:var(--muted);font-size:.8rem;text-align:left;flex:none}
-table.stack td.name{font-weight:600;font-size:1.05rem}
-table.kv th{width:auto}
-}
-"#;
+/// The only stylesheet, inline (the CSP allows nothing else).
+const STYLE: &str = include_str!("page.css");
 
 /// The whole page for `r`, times relative to `now`.
 pub(super) fn render(r: &Report, now: OffsetDateTime) -> Markup {
