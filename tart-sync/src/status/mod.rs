@@ -13,9 +13,10 @@
 //!
 //! Every answer carries `Cache-Control: no-store`, `X-Content-Type-Options:
 //! nosniff`, `Referrer-Policy: no-referrer` and a Content Security Policy that
-//! allows only the page's inline stylesheet. A request may take at most
-//! [`REQUEST_TIMEOUT`], at most [`MAX_CONCURRENT_REQUESTS`] are handled at
-//! once, and request bodies are limited to [`MAX_REQUEST_BODY`] bytes.
+//! allows only the page's inline stylesheet. These and the limits are tower
+//! layers: at most [`MAX_CONCURRENT_REQUESTS`] requests are handled at once
+//! (more wait for a slot), a handled request gets `503` after
+//! [`REQUEST_TIMEOUT`], and a body over [`MAX_REQUEST_BODY`] bytes gets `413`.
 
 mod page;
 pub mod report;
