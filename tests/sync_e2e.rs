@@ -199,7 +199,7 @@ async fn foreign_config_is_untouched_and_idle_cycles_write_nothing() {
         // Ten idle cycles (poll interval 200 ms): zero writes.
         let writes = rig.caddy.admin_writes();
         tokio::time::sleep(Duration::from_millis(2200)).await;
-        assert!(daemon.ctx.metrics.lock().unwrap().cycles >= 10);
+        assert!(daemon.ctx.metrics.cycles() >= 10);
         assert_eq!(
             rig.caddy.admin_writes(),
             writes,
@@ -288,15 +288,7 @@ async fn caddy_restart_and_headscale_failures_lose_nothing() {
                 "{v:?}: failure not reported"
             );
         }
-        let auth_errors = daemon
-            .ctx
-            .metrics
-            .lock()
-            .unwrap()
-            .errors
-            .get("headscale_auth")
-            .copied()
-            .unwrap_or(0);
+        let auth_errors = daemon.ctx.metrics.errors("headscale_auth");
         assert!(
             auth_errors >= 1,
             "{v:?}: the 401 was not counted as an authentication failure"

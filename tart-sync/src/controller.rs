@@ -1,8 +1,8 @@
 //! The control loop: poll headscale, compute the desired routes, reconcile
 //! every Caddy independently; the error policy (backoff that resets on
-//! success); graceful shutdown; and the [`Context`] shared with the status server.
+//! success); graceful shutdown; the [`Context`] shared with the status server;
+//! and [`readiness`].
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::desired::{self, Desired, Targets};
 use crate::headscale::{HeadscaleClient, HeadscaleError};
+use crate::metrics::Metrics;
 use crate::reconcile::{Instance, Outcome, SyncError};
+use crate::status::text::{one_line, short_duration};
 
 /// Longest wait between two headscale polls while it fails (shorter for short
 /// poll intervals: at most twelve intervals).
@@ -131,25 +133,38 @@ pub struct SyncState {
     pub caddies: Vec<CaddyStatus>,
 }
 
-/// Counters for `/metrics`.
-#[derive(Debug, Clone, Default)]
-pub struct MetricsData {
-    /// Reconcile cycles run, per Caddy.
-    pub cycles: u64,
-    /// Total seconds spent in reconcile cycles.
-    pub cycle_seconds_sum: f64,
-    /// Config writes sent to Caddy (installs and updates).
-    pub caddy_writes: u64,
-    /// Errors by kind (`headscale_auth`, `headscale_timeout`, `caddy_unreachable`, ...).
-    pub errors: BTreeMap<String, u64>,
-    /// headscale polls done.
-    pub headscale_polls: u64,
-    /// Total seconds spent polling headscale.
-    pub headscale_poll_seconds_sum: f64,
-    /// Duration of the last headscale poll.
-    pub headscale_poll_seconds_last: f64,
-    /// Unix time of the last successful sync, per Caddy address.
-    pub last_sync_unix: BTreeMap<String, f64>,
+/// tart-sync is ready once every Caddy synced within this many poll intervals.
+pub const READY_WITHIN_POLLS: u32 = 3;
+
+/// Whether tart-sync is ready at `now`: every configured Caddy matched the
+/// desired routes within `window` and its last reconcile did not fail. When
+/// not, the reasons, in one line.
+pub fn readiness(state: &SyncState, window: Duration, now: OffsetDateTime) -> Result<(), String> {
+    if state.caddies.is_empty() {
+        return Err("no Caddy is configured".into());
+    }
+    let reasons: Vec<String> = state
+        .caddies
+        .iter()
+        .filter_map(|c| {
+            let address = one_line(&c.address, 100);
+            match (&c.last_error, c.last_sync) {
+                (Some(err), _) => Some(format!("caddy {address}: {}", one_line(err, 200))),
+                (None, None) => Some(format!("caddy {address}: not synced yet")),
+                (None, Some(t)) if now - t > window => Some(format!(
+                    "caddy {address}: last synced {} ago (more than {})",
+                    short_duration((now - t).whole_seconds().unsigned_abs()),
+                    humantime::format_duration(window)
+                )),
+                (None, Some(_)) => None,
+            }
+        })
+        .collect();
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons.join("; "))
+    }
 }
 
 /// State shared by the loop and the status server: settings, status, metrics.
@@ -157,10 +172,10 @@ pub struct MetricsData {
 pub struct Context {
     /// The settings.
     pub settings: Settings,
-    /// What the status server shows.
-    pub state: RwLock<SyncState>,
-    /// Counters.
-    pub metrics: Mutex<MetricsData>,
+    /// What the status server shows (shared with [`Metrics`]' gauges).
+    pub state: Arc<RwLock<SyncState>>,
+    /// The metrics.
+    pub metrics: Metrics,
     /// When the process started.
     pub started: OffsetDateTime,
     /// The last desired state [`poll`] computed, with the time its first
@@ -180,13 +195,14 @@ impl Context {
                 ..Default::default()
             })
             .collect();
+        let state = Arc::new(RwLock::new(SyncState {
+            caddies,
+            ..Default::default()
+        }));
         Arc::new(Context {
             settings,
-            state: RwLock::new(SyncState {
-                caddies,
-                ..Default::default()
-            }),
-            metrics: Mutex::new(MetricsData::default()),
+            metrics: Metrics::new(state.clone()),
+            state,
             started: OffsetDateTime::now_utc(),
             last_desired: Mutex::new(None),
         })
@@ -211,24 +227,15 @@ impl Context {
         f(&mut guard);
     }
 
-    fn with_metrics(&self, f: impl FnOnce(&mut MetricsData)) {
-        let mut guard = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard);
-    }
-
-    fn count_error(&self, kind: &str) {
-        self.with_metrics(|m| *m.errors.entry(kind.to_string()).or_default() += 1);
-    }
-
-    /// True when every Caddy synced successfully within `window`.
-    pub fn ready(&self, window: Duration) -> bool {
+    /// [`readiness`] now, with a window of [`READY_WITHIN_POLLS`] poll intervals.
+    pub fn ready(&self) -> Result<(), String> {
+        let window = self
+            .settings
+            .headscale
+            .poll_interval
+            .saturating_mul(READY_WITHIN_POLLS);
         let now = OffsetDateTime::now_utc();
-        self.read_state(|state| {
-            !state.caddies.is_empty()
-                && state.caddies.iter().all(|c| {
-                    c.last_error.is_none() && c.last_sync.is_some_and(|t| now - t <= window)
-                })
-        })
+        self.read_state(|state| readiness(state, window, now))
     }
 }
 
@@ -291,12 +298,7 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
     let result = hs
         .list_nodes_shared(ctx.settings.headscale.user.as_deref())
         .await;
-    let took = started.elapsed().as_secs_f64();
-    ctx.with_metrics(|m| {
-        m.headscale_polls += 1;
-        m.headscale_poll_seconds_sum += took;
-        m.headscale_poll_seconds_last = took;
-    });
+    ctx.metrics.poll_done(started.elapsed().as_secs_f64());
     let shared = result?;
     let now = OffsetDateTime::now_utc();
     let mut cache = ctx.last_desired.lock().unwrap_or_else(|p| p.into_inner());
@@ -342,7 +344,7 @@ fn headscale_failed(ctx: &Context, err: &HeadscaleError, retry_in: Duration) {
     } else {
         "headscale"
     };
-    ctx.count_error(kind);
+    ctx.metrics.error(kind);
     let first = ctx.read_state(|s| s.headscale.last_error.is_none());
     if err.is_auth() {
         tracing::error!(error = %err, retry_in = ?retry_in, "headscale authentication failed; keeping the last applied routes");
@@ -397,7 +399,7 @@ pub async fn sync_instance(
         }
         Ok(Outcome::Contested { .. }) => (LastOutcome::Contested, false, false),
         Err(e) => {
-            ctx.count_error(&format!("caddy_{}", e.kind()));
+            ctx.metrics.error(&format!("caddy_{}", e.kind()));
             if was_failing {
                 tracing::debug!(caddy = %address, error = %e, "Caddy sync failed again");
             } else {
@@ -409,17 +411,7 @@ pub async fn sync_instance(
     if ok && was_failing {
         tracing::info!(caddy = %address, "Caddy sync recovered");
     }
-    ctx.with_metrics(|m| {
-        m.cycles += 1;
-        m.cycle_seconds_sum += took;
-        if wrote {
-            m.caddy_writes += 1;
-        }
-        if ok {
-            m.last_sync_unix
-                .insert(address.clone(), now.unix_timestamp_nanos() as f64 / 1e9);
-        }
-    });
+    ctx.metrics.cycle_done(took, wrote);
     ctx.with_state(|s| {
         if let Some(c) = s.caddies.get_mut(idx) {
             c.reachable = !matches!(&result, Err(e) if e.is_unreachable());

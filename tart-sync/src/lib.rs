@@ -9,8 +9,9 @@
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
 //! - [`contest`]: back off when another writer keeps changing the route.
 //! - [`controller`]: the loop, error policy with backoff, shutdown; the
-//!   shared [`controller::Context`] read by the status server.
-//! - [`status`]: the status page, JSON, metrics and health endpoints.
+//!   shared [`controller::Context`] read by the status server; readiness.
+//! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
+//! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
 pub mod config;
 pub mod contest;
@@ -18,5 +19,6 @@ pub mod controller;
 pub mod desired;
 pub mod headscale;
 pub mod layout;
+pub mod metrics;
 pub mod reconcile;
 pub mod status;
