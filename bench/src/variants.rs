@@ -2,7 +2,7 @@
 //! one more Caddy (same site, same backend, same load), to find what the
 //! route's per-request cost follows.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e::sync::DOMAIN;
 use serde_json::{json, Value};
@@ -10,7 +10,7 @@ use tart_sync::layout::Ids;
 
 use crate::load::Generator;
 use crate::report::{int, median, ratio, table};
-use crate::setup::{get, http_client, routes_at, site_caddy, site_paths, Fleet};
+use crate::setup::{http_client, routes_at, site_caddy, site_paths, wait_status, Fleet};
 use crate::{err, naive, progress, Options, Res};
 
 fn handlers(route: &Value) -> Vec<Value> {
@@ -170,11 +170,11 @@ pub async fn run(opts: &Options, generator: &Generator, small: &Fleet, big: &Fle
             let name = name(i);
             client.load_forced(cfg).await?;
             let path = format!("/{name}/");
-            let ok = e2e::eventually(Duration::from_secs(10), || async {
-                (get(&http, lab_addr, DOMAIN, &path).await.map(|r| r.0) == Some(200)).then_some(())
-            })
-            .await;
-            if ok.is_none() {
+            let limit = Duration::from_secs(10);
+            if wait_status(&http, lab_addr, &path, 200, Instant::now(), limit)
+                .await
+                .is_none()
+            {
                 return Err(err(format!(
                     "layout variant \"{label}\": {path} does not answer 200"
                 )));
