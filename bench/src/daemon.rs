@@ -143,7 +143,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then SIGKILL after 5 s.
-    pub async fn stop(mut self) {
+    pub async fn stop(&mut self) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .stdout(Stdio::null())

@@ -1,16 +1,14 @@
 //! The load generator: `wrk -t2 -c32 -d<secs>s --latency`, or a small
-//! built-in closed-loop client with the same shape (2 threads' worth of
-//! tasks, 32 keep-alive connections) when wrk is not installed.
+//! built-in closed-loop client with the same shape (32 keep-alive
+//! connections, reqwest) when wrk is not installed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use crate::{err, percentile, Res};
+use crate::report::percentile;
+use crate::{err, Res};
 
 /// Threads and connections, as in the reference measurements.
 pub const THREADS: u32 = 2;
@@ -203,17 +201,44 @@ pub fn parse_wrk(text: &str) -> Result<LoadResult, String> {
     }
 }
 
-/// The built-in client: `CONNECTIONS` tasks, each a keep-alive HTTP/1.1
-/// connection sending GETs back to back.
+/// The built-in client: `CONNECTIONS` tasks sharing a keep-alive pool of as
+/// many connections, each sending GETs back to back (reading every body).
 async fn run_builtin(addr: SocketAddr, host: &str, path: &str, secs: u64) -> Res<LoadResult> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tart-bench\r\n\r\n")
-        .into_bytes();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(CONNECTIONS as usize)
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let url = format!("http://{addr}{path}");
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..CONNECTIONS {
-        let request = request.clone();
-        tasks.spawn(async move { one_connection(addr, &request, deadline).await });
+        let (http, url, host) = (http.clone(), url.clone(), host.to_string());
+        tasks.spawn(async move {
+            let (mut lat, mut non_2xx, mut errors) = (Vec::new(), 0, 0);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let status = match http.get(&url).header("host", &host).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        r.bytes().await.ok().map(|_| status)
+                    }
+                    Err(_) => None,
+                };
+                match status {
+                    Some(s) => {
+                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        if !(s.is_success() || s.is_redirection()) {
+                            non_2xx += 1;
+                        }
+                    }
+                    None => errors += 1,
+                }
+            }
+            (lat, non_2xx, errors)
+        });
     }
     let mut lat: Vec<f64> = Vec::new();
     let mut r = LoadResult::default();
@@ -230,90 +255,6 @@ async fn run_builtin(addr: SocketAddr, host: &str, path: &str, secs: u64) -> Res
     r.p50_ms = percentile(&lat, 50.0).unwrap_or(f64::NAN);
     r.p99_ms = percentile(&lat, 99.0).unwrap_or(f64::NAN);
     Ok(r)
-}
-
-async fn one_connection(
-    addr: SocketAddr,
-    request: &[u8],
-    deadline: Instant,
-) -> (Vec<f64>, u64, u64) {
-    let mut lat = Vec::new();
-    let (mut non_2xx, mut errors) = (0, 0);
-    let mut buf = vec![0u8; 64 * 1024];
-    'connect: while Instant::now() < deadline {
-        let Ok(mut s) = TcpStream::connect(addr).await else {
-            errors += 1;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = s.set_nodelay(true);
-        while Instant::now() < deadline {
-            let t = Instant::now();
-            if s.write_all(request).await.is_err() {
-                errors += 1;
-                continue 'connect;
-            }
-            match read_response(&mut s, &mut buf).await {
-                Some(status) => {
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    if !(200..400).contains(&status) {
-                        non_2xx += 1;
-                    }
-                }
-                None => {
-                    errors += 1;
-                    continue 'connect;
-                }
-            }
-        }
-        break;
-    }
-    (lat, non_2xx, errors)
-}
-
-/// Reads one response with a Content-Length body; returns its status.
-async fn read_response(s: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
-    let mut have = 0;
-    let head_end = loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf[have..]))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        have += n;
-        if let Some(p) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        if have == buf.len() {
-            return None;
-        }
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
-    let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body_have = have - head_end;
-    while body_have < len {
-        let want = (len - body_have).min(buf.len());
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf[..want]))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        body_have += n;
-    }
-    Some(status)
 }
 
 #[cfg(test)]

@@ -4,23 +4,51 @@
 //! wrk and Caddy, builds tart-sync and sets `CADDY_BIN_LATEST`).
 //!
 //! Parts (one markdown table each, then PASS/FAIL per goal):
-//! 1. request routing: req/s and p50/p99 to the first and last TART, tart-sync's
-//!    layout vs the naive one vs the backend directly, interleaved;
-//! 2. change cost: one route change, and Caddy writes for a burst of 100 changes;
-//! 3. steady state: the real daemon's CPU per idle cycle, peak RSS, writes;
-//! 4. convergence: node online in headscale → its URL answers 200 through Caddy.
+//! 1. request routing ([`routing`], [`variants`]): req/s and p50/p99 to the
+//!    first and last TART, tart-sync's layout vs the naive one vs the backend
+//!    directly, interleaved;
+//! 2. change cost ([`change_cost`]): one route change, and Caddy writes for a
+//!    burst of 100 changes;
+//! 3. steady state ([`steady_state`], [`mem_probe`]): the real daemon's CPU per
+//!    idle cycle, peak RSS, writes;
+//! 4. convergence ([`convergence`]): node online in headscale → its URL
+//!    answers 200 through Caddy.
+//!
+//! tart-sync's steps are timed through the spans it opens ([`spans`]).
 //!
 //! Exit status: 0 when every measurement ran (whether or not a goal is met),
-//! 1 when the harness broke (a process did not start, a route did not answer).
+//! 1 when the harness broke (a process did not start, a route did not answer),
+//! 2 on a bad command line.
 
+mod change_cost;
+mod convergence;
 mod daemon;
 mod load;
+mod mem_probe;
 mod naive;
 mod names;
-mod parts;
+mod report;
+mod routing;
+mod setup;
+mod spans;
 mod standin;
+mod steady_state;
+mod variants;
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use e2e::backend::{fleet_ip, start_fleet, Backend};
+use e2e::sync::DOMAIN;
+use e2e::Version;
+
+use crate::load::Generator;
+use crate::report::Report;
+use crate::setup::{http_client, site_caddy, tart_env, Fleet};
+use crate::spans::SpanTimes;
+use crate::standin::StandIn;
 
 /// The benchmark's error type: anything, with a message.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -32,323 +60,145 @@ pub fn err(msg: impl Into<String>) -> Error {
     msg.into().into()
 }
 
-/// Nearest-rank percentile of a sorted slice.
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-/// The median of unsorted values.
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The tiny run.
-    pub smoke: bool,
-    /// Seconds per load run.
-    pub secs: u64,
-    /// Interleaved repetitions of every load run.
-    pub reps: usize,
-    /// Fleet sizes for parts 1 and 2.
-    pub sizes: Vec<usize>,
-    /// Fleet sizes for parts 3 and 4.
-    pub daemon_sizes: Vec<usize>,
-    /// Parts to run (1..=4).
-    pub parts: Vec<u8>,
-    /// One-change trials per size (part 2).
-    pub change_trials: usize,
-    /// Idle cycles (part 3).
-    pub idle_cycles: u64,
-    /// Poll interval in the idle test (part 3).
-    pub idle_interval: Duration,
-    /// Convergence trials (part 4).
-    pub conv_trials: usize,
-    /// Poll interval in the convergence test (part 4).
-    pub conv_interval: Duration,
-    /// The tart-sync binary.
-    pub tart_sync: std::path::PathBuf,
-    /// Instead of benchmarking: serve Caddy, a backend and the stand-in with this many nodes, for profiling.
-    pub serve: Option<usize>,
-    /// How long `--serve` keeps everything up (seconds).
-    pub hold: u64,
-    /// Internal: measure the memory of one step in this process.
-    pub mem_probe: Option<(String, usize, std::path::PathBuf)>,
-}
-
-impl Options {
-    fn parse() -> Res<Options> {
-        let mut o = Options {
-            smoke: false,
-            secs: 5,
-            reps: 4,
-            sizes: vec![10, 1_000, 10_000],
-            daemon_sizes: vec![10, 10_000],
-            parts: vec![1, 2, 3, 4],
-            change_trials: 10,
-            idle_cycles: 100,
-            idle_interval: Duration::from_millis(250),
-            conv_trials: 50,
-            conv_interval: Duration::from_secs(1),
-            tart_sync: "target/release/tart-sync".into(),
-            serve: None,
-            hold: 120,
-            mem_probe: None,
-        };
-        let mut explicit: Vec<String> = Vec::new();
-        let mut args = std::env::args().skip(1);
-        while let Some(a) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .ok_or_else(|| err(format!("{name} needs a value")))
-            };
-            match a.as_str() {
-                "--smoke" => o.smoke = true,
-                "--secs" => o.secs = value("--secs")?.parse()?,
-                "--reps" => o.reps = value("--reps")?.parse()?,
-                "--sizes" => o.sizes = list(&value("--sizes")?)?,
-                "--daemon-sizes" => o.daemon_sizes = list(&value("--daemon-sizes")?)?,
-                "--parts" => o.parts = list(&value("--parts")?)?,
-                "--trials" => o.conv_trials = value("--trials")?.parse()?,
-                "--tart-sync" => o.tart_sync = value("--tart-sync")?.into(),
-                "--serve" => o.serve = Some(value("--serve")?.replace('_', "").parse()?),
-                "--hold" => o.hold = value("--hold")?.parse()?,
-                "--mem-probe" => {
-                    let kind = value("--mem-probe")?;
-                    let n = value("--mem-probe")?.parse()?;
-                    let dir = value("--mem-probe")?;
-                    o.mem_probe = Some((kind, n, dir.into()));
-                }
-                "-h" | "--help" => {
-                    println!(
-                        "usage: tart-bench [--smoke] [--secs S] [--reps R] [--sizes 10,1000,10000] \
-[--daemon-sizes 10,10000] [--parts 1,2,3,4] [--trials T] [--tart-sync BIN]\n\
-       tart-bench --serve N [--hold SECS]   (for profiling: Caddy, a backend and the headscale stand-in with N \
-nodes; prints tart-sync's environment and keeps them up)"
-                    );
-                    std::process::exit(0);
-                }
-                other => return Err(err(format!("unknown argument {other} (see --help)"))),
-            }
-            explicit.push(a);
-        }
-        if o.smoke {
-            let set = |flag: &str| explicit.iter().any(|a| a == flag);
-            if !set("--secs") {
-                o.secs = 1;
-            }
-            if !set("--reps") {
-                o.reps = 1;
-            }
-            if !set("--sizes") {
-                o.sizes = vec![10];
-            }
-            if !set("--daemon-sizes") {
-                o.daemon_sizes = vec![10];
-            }
-            if !set("--trials") {
-                o.conv_trials = 4;
-            }
-            o.change_trials = 3;
-            o.idle_cycles = 10;
-            o.idle_interval = Duration::from_millis(100);
-        }
-        if o.secs == 0
-            || o.reps == 0
-            || o.sizes.is_empty()
-            || o.sizes.contains(&0)
-            || o.daemon_sizes.contains(&0)
-        {
-            return Err(err("--secs, --reps and sizes must be positive"));
-        }
-        Ok(o)
-    }
-}
-
-fn list<T: std::str::FromStr>(s: &str) -> Res<Vec<T>>
-where
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| Ok(p.trim().replace('_', "").parse()?))
-        .collect()
-}
-
-/// One goal and whether the run met it.
-#[derive(Debug, Clone)]
-pub struct Goal {
-    /// What is asked.
-    pub what: String,
-    /// What was measured.
-    pub measured: String,
-    /// Met or not; `None` when not measured in this run.
-    pub pass: Option<bool>,
-}
-
-/// The report: markdown sections and goals.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Sections in order.
-    pub sections: Vec<String>,
-    /// Goals in order.
-    pub goals: Vec<Goal>,
-}
-
-impl Report {
-    /// Adds a goal.
-    pub fn goal(&mut self, what: &str, measured: String, pass: Option<bool>) {
-        self.goals.push(Goal {
-            what: what.to_string(),
-            measured,
-            pass,
-        });
-    }
-}
-
-/// A markdown table.
-pub fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut s = format!("| {} |\n|", head.join(" | "));
-    for i in 0..head.len() {
-        // Text columns left, figures right.
-        let text = rows.first().and_then(|r| r.get(i)).is_none_or(|c| {
-            c.chars()
-                .next()
-                .is_some_and(|ch| ch.is_alphabetic() || ch == '`' || ch == '*')
-        });
-        s.push_str(if i == 0 || text { "---|" } else { "---:|" });
-    }
-    s.push('\n');
-    for r in rows {
-        s.push_str(&format!("| {} |\n", r.join(" | ")));
-    }
-    s
-}
-
-/// `12,345`.
-pub fn int(v: f64) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    let n = v.round() as i64;
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-/// Milliseconds with sensible precision.
-pub fn ms(v: f64) -> String {
-    if !v.is_finite() {
-        "–".into()
-    } else if v < 10.0 {
-        format!("{v:.2} ms")
-    } else if v < 100.0 {
-        format!("{v:.1} ms")
-    } else {
-        format!("{} ms", int(v))
-    }
-}
-
-/// `a ÷ b` as `0.87×`.
-pub fn ratio(a: f64, b: f64) -> String {
-    if a.is_finite() && b.is_finite() && b > 0.0 {
-        format!("{:.2}×", a / b)
-    } else {
-        "–".into()
-    }
-}
-
 /// Progress on stderr.
 #[macro_export]
 macro_rules! progress {
     ($($t:tt)*) => { eprintln!("tart-bench: {}", format!($($t)*)) };
 }
 
-fn main() -> std::process::ExitCode {
-    let opts = match Options::parse() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("tart-bench: {e}");
-            return std::process::ExitCode::from(2);
+/// What to run: the command line. `--smoke` changes the defaults of the
+/// options not given, and the number of trials that have no option.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tart-bench",
+    about = "Benchmarks tart-sync and the Caddy routes it writes (run it through scripts/bench)",
+    after_help = "For profiling: tart-bench --serve N [--hold SECS] starts Caddy, a backend and the headscale \
+stand-in with N nodes, prints tart-sync's environment as export lines and keeps them up."
+)]
+pub struct Options {
+    /// Tiny run to check the harness: 10 TARTs, 1 s per load run, 1 repetition, few trials (options given
+    /// explicitly still apply).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Seconds per load run [smoke: 1].
+    #[arg(long, value_name = "S", default_value = "5", default_value_if("smoke", "true", "1"),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub secs: u64,
+    /// Interleaved repetitions of every load run [smoke: 1].
+    #[arg(long, value_name = "R", default_value = "4", default_value_if("smoke", "true", "1"),
+          value_parser = count)]
+    pub reps: usize,
+    /// Fleet sizes for parts 1 and 2 [smoke: 10].
+    #[arg(long, value_name = "N,…", value_delimiter = ',', default_value = "10,1000,10000",
+          default_value_if("smoke", "true", "10"), value_parser = count)]
+    pub sizes: Vec<usize>,
+    /// Fleet sizes for parts 3 and 4 [smoke: 10].
+    #[arg(long, value_name = "N,…", value_delimiter = ',', default_value = "10,10000",
+          default_value_if("smoke", "true", "10"), value_parser = count)]
+    pub daemon_sizes: Vec<usize>,
+    /// Parts to run.
+    #[arg(long, value_name = "P,…", value_delimiter = ',', default_value = "1,2,3,4",
+          value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub parts: Vec<u8>,
+    /// Convergence trials (part 4) [smoke: 4].
+    #[arg(long = "trials", value_name = "T", default_value = "50",
+          default_value_if("smoke", "true", "4"), value_parser = count)]
+    pub conv_trials: usize,
+    /// Seed of the random pauses in the convergence trials (part 4).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The tart-sync binary (parts 3 and 4).
+    #[arg(long, value_name = "BIN", default_value = "target/release/tart-sync")]
+    pub tart_sync: PathBuf,
+    /// Instead of benchmarking: serve Caddy, a backend and the headscale stand-in with N nodes, for profiling.
+    #[arg(long, value_name = "N", value_parser = count)]
+    serve: Option<usize>,
+    /// How long --serve keeps everything up (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 120, requires = "serve")]
+    hold: u64,
+    /// Internal: measure the memory of one step in this process (see mem_probe.rs).
+    #[arg(long, num_args = 3, value_names = ["KIND", "N", "DIR"], hide = true)]
+    mem_probe: Option<Vec<String>>,
+}
+
+/// A positive count; `10_000` is read as 10000.
+fn count(s: &str) -> Result<usize, String> {
+    match s.trim().replace('_', "").parse::<usize>() {
+        Ok(0) => Err("must be positive".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Options {
+    /// Full or smoke: one of two values.
+    fn pick<T>(&self, full: T, smoke: T) -> T {
+        if self.smoke {
+            smoke
+        } else {
+            full
         }
-    };
+    }
+
+    /// One-change trials per size (part 2).
+    pub fn change_trials(&self) -> usize {
+        self.pick(10, 3)
+    }
+
+    /// Idle cycles measured (part 3).
+    pub fn idle_cycles(&self) -> u64 {
+        self.pick(100, 10)
+    }
+
+    /// Poll interval in the idle test (part 3).
+    pub fn idle_interval(&self) -> Duration {
+        Duration::from_millis(self.pick(250, 100))
+    }
+
+    /// Poll interval in the convergence test (part 4).
+    pub fn conv_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = Options::parse();
+    if let Some(args) = &opts.mem_probe {
+        let result = match (args.first(), args.get(1).map(|n| count(n)), args.get(2)) {
+            (Some(kind), Some(Ok(n)), Some(dir)) => mem_probe::probe(kind, n, dir.as_ref()),
+            _ => Err(err("--mem-probe KIND N DIR")),
+        };
+        return finish(result.map(|kb| println!("{kb}")));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("tart-bench: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+        Err(e) => return finish(Err(err(format!("cannot start the runtime: {e}")))),
     };
-    if let Some((kind, n, dir)) = &opts.mem_probe {
-        return match parts::mem_probe(kind, *n, dir) {
-            Ok(kb) => {
-                println!("{kb}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("tart-bench: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
     if let Some(n) = opts.serve {
-        return match runtime.block_on(until_signal(parts::serve(&opts, n))) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tart-bench: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return finish(runtime.block_on(until_signal(serve(n, opts.hold))));
     }
-    match runtime.block_on(until_signal(parts::run(opts))) {
+    let report =
+        SpanTimes::install().and_then(|spans| runtime.block_on(until_signal(run(opts, &spans))));
+    match report {
         Ok(report) => {
-            for s in &report.sections {
-                println!("{s}");
-            }
-            println!("## Goals\n");
-            let rows: Vec<Vec<String>> = report
-                .goals
-                .iter()
-                .map(|g| {
-                    let verdict = match g.pass {
-                        Some(true) => "PASS",
-                        Some(false) => "**FAIL**",
-                        None => "not measured",
-                    };
-                    vec![g.what.clone(), g.measured.clone(), verdict.to_string()]
-                })
-                .collect();
-            println!("{}", table(&["goal", "measured", "result"], &rows));
-            std::process::ExitCode::SUCCESS
+            println!("{}", report.render());
+            ExitCode::SUCCESS
         }
+        Err(e) => finish(Err(err(format!("HARNESS ERROR: {e}")))),
+    }
+}
+
+/// The exit status of a run: 0, or 1 with the error on stderr.
+fn finish(result: Res<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tart-bench: HARNESS ERROR: {e}");
-            std::process::ExitCode::FAILURE
+            eprintln!("tart-bench: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -366,22 +216,132 @@ async fn until_signal<T>(f: impl std::future::Future<Output = Res<T>>) -> Res<T>
     }
 }
 
+/// Runs the parts asked for and collects the report.
+async fn run(opts: Options, spans: &SpanTimes) -> Res<Report> {
+    if Version::Latest.binary().is_none() {
+        return Err(err(
+            "CADDY_BIN_LATEST is not set to an installed Caddy 2.11 (run through scripts/bench)",
+        ));
+    }
+    let mut report = Report::default();
+    let generator = Generator::detect();
+    report.sections.push(format!(
+        "## Setup\n\n\
+- Run: {} ({} s per load run, {} interleaved repetition(s); sizes {:?} for parts 1–2, {:?} for parts 3–4)\n\
+- Caddy: {} (`CADDY_BIN_LATEST`), started from `Caddyfile.example` with the site `http://{DOMAIN}:<port>`\n\
+- Load: {}; everything on loopback\n\
+- Backend: one small HTTP server (the e2e harness's `Backend`, axum, answers a short JSON) on 127.0.0.2; every TART dials it\n\
+- Names: {}\n",
+        if opts.smoke { "smoke (tiny; figures are not meaningful)" } else { "full" },
+        opts.secs,
+        opts.reps,
+        opts.sizes,
+        opts.daemon_sizes,
+        e2e::version_string(Version::Latest),
+        generator.describe(),
+        names::DESCRIPTION,
+    ));
+    let part = |p: u8| opts.parts.contains(&p);
+    if part(1) || part(2) {
+        let (port, backends) = start_fleet(&["tart", "tart-alt"]).await;
+        let dial = format!("{}:{port}", fleet_ip(0));
+        let alt = format!("{}:{port}", fleet_ip(1));
+        let mut fleets = Vec::new();
+        for &n in &opts.sizes {
+            progress!("setting up {n} TARTs: a Caddy with tart-sync's route, a Caddy with the naive routes");
+            let t = Instant::now();
+            fleets.push(Fleet::start(n, &dial, port).await?);
+            progress!("  ready in {:.1} s", t.elapsed().as_secs_f64());
+        }
+        let http = http_client()?;
+        for f in &fleets {
+            f.check(&http, &backends[0]).await?;
+        }
+        if part(1) {
+            let direct = (fleet_ip(0), port).into();
+            routing::run(&opts, &generator, &fleets, direct, &mut report).await?;
+            let small = fleets.iter().find(|f| f.n == 10);
+            let big = fleets.iter().find(|f| f.n == 10_000);
+            if let (Some(small), Some(big), Some(sec)) = (small, big, report.sections.last_mut()) {
+                sec.push_str(&variants::run(&opts, &generator, small, big).await?);
+            }
+        }
+        if part(2) {
+            change_cost::run(&opts, spans, &mut fleets, &dial, &alt, &mut report).await?;
+        }
+    }
+    if part(3) {
+        steady_state::run(&opts, spans, &mut report).await?;
+    }
+    if part(4) {
+        convergence::run(&opts, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// For profiling tart-sync by hand: Caddy from `Caddyfile.example`, a
+/// backend and the headscale stand-in with `n` online nodes; prints
+/// tart-sync's environment as `export` lines and keeps everything up for
+/// `hold` seconds.
+async fn serve(n: usize, hold: u64) -> Res<()> {
+    let backend = Backend::start("tart", fleet_ip(0), 0).await?;
+    let (caddy, addr) = site_caddy()?;
+    let standin = StandIn::start(&names::names(n), fleet_ip(0)).await?;
+    for (k, v) in tart_env(standin.url(), &caddy.admin, backend.addr.port(), &[]) {
+        println!("export {k}='{v}'");
+    }
+    println!("# Caddy's site: http://{addr} with Host: {DOMAIN}; up for {hold} s");
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory as _;
 
-    #[test]
-    fn percentiles() {
-        let v: Vec<f64> = (1..=50).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), Some(25.0));
-        assert_eq!(percentile(&v, 99.0), Some(50.0));
-        assert_eq!(median(&[3.0, 1.0, 2.0, 4.0]), 2.5);
+    fn options(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("tart-bench").chain(args.iter().copied()))
     }
 
     #[test]
-    fn formats() {
-        assert_eq!(int(1234567.4), "1,234,567");
-        assert_eq!(int(999.0), "999");
-        assert_eq!(ratio(1.0, 2.0), "0.50×");
+    fn command_line() {
+        Options::command().debug_assert();
+        let full = options(&[]).map_err(|e| e.to_string());
+        assert_eq!(
+            full.as_ref().map(|o| o.sizes.clone()),
+            Ok(vec![10, 1_000, 10_000])
+        );
+        assert_eq!(
+            full.as_ref().map(|o| (o.secs, o.reps, o.conv_trials)),
+            Ok((5, 4, 50))
+        );
+        let smoke = options(&["--smoke", "--secs", "2", "--daemon-sizes", "10,10_000"])
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            smoke.as_ref().map(|o| (o.secs, o.reps, o.change_trials())),
+            Ok((2, 1, 3))
+        );
+        assert_eq!(
+            smoke.as_ref().map(|o| o.daemon_sizes.clone()),
+            Ok(vec![10, 10_000])
+        );
+        assert_eq!(smoke.map(|o| o.sizes), Ok(vec![10]));
+        for bad in [
+            &["--parts", "5"][..],
+            &["--secs", "0"],
+            &["--sizes", "10,0"],
+            &["--hold", "3"],
+        ] {
+            assert!(options(bad).is_err(), "{bad:?}");
+        }
+        let probe =
+            Options::try_parse_from(["tart-bench", "--mem-probe", "route-form", "10", "/tmp/x"]);
+        assert_eq!(
+            probe.map(|c| c.mem_probe.map(|v| v.len())).ok(),
+            Some(Some(3))
+        );
     }
 }

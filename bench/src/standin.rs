@@ -3,7 +3,7 @@
 //! swaps the whole answer atomically when a node changes (wiremock's
 //! reset-and-mount would leave a gap in which a poll gets a 404).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::body::Bytes;
@@ -26,6 +26,8 @@ struct Shared {
     body: RwLock<Bytes>,
     /// Per node: its JSON online, its JSON offline, and whether it is online now.
     nodes: Mutex<Vec<NodeBodies>>,
+    /// Whether the answer ends with a newline (see [`StandIn::touch`]).
+    newline: AtomicBool,
     polls: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl StandIn {
             auth: format!("Bearer {API_KEY}"),
             body: RwLock::new(Bytes::new()),
             nodes: Mutex::new(nodes),
+            newline: AtomicBool::new(false),
             polls: AtomicU64::new(0),
         });
         rebuild(&shared);
@@ -83,6 +86,13 @@ impl StandIn {
                 n.2 = online;
             }
         }
+        rebuild(&self.shared);
+    }
+
+    /// Changes the answer's bytes but not what it says (a trailing newline
+    /// comes or goes): the next poll reads a changed answer with the same nodes.
+    pub fn touch(&self) {
+        self.shared.newline.fetch_xor(true, Ordering::Relaxed);
         rebuild(&self.shared);
     }
 
@@ -117,6 +127,9 @@ fn rebuild(shared: &Shared) {
         out.extend_from_slice(if *online { on } else { off });
     }
     out.extend_from_slice(b"]}");
+    if shared.newline.load(Ordering::Relaxed) {
+        out.push(b'\n');
+    }
     *shared.body.write().unwrap_or_else(|p| p.into_inner()) = Bytes::from(out);
 }
 

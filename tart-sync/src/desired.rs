@@ -132,7 +132,8 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// The table the owned route carries.
+    /// The table the owned route carries (in the debug-level span `targets`).
+    #[tracing::instrument(level = "debug", name = "targets", skip_all)]
     pub fn targets(&self) -> Targets {
         self.entries
             .iter()
@@ -177,6 +178,9 @@ fn upstream(node: &Node, routes: &RouteSettings) -> Result<String, String> {
 /// the disconnect, so every tart-sync instance decides alike) → still
 /// proxied; offline longer → a 503 page. Two nodes with one name: the lower
 /// id wins.
+///
+/// Runs in the debug-level span `desired` (timed by the benchmark).
+#[tracing::instrument(level = "debug", name = "desired", skip_all)]
 pub fn compute(
     nodes: &[Node],
     hs: &HeadscaleSettings,

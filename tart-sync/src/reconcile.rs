@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use caddy_client::{Client, Error as CaddyError, Etag};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use tracing::{debug_span, Instrument};
 
 use crate::config::RouteSettings;
 use crate::contest::{Contest, Verdict};
@@ -263,6 +264,12 @@ impl Instance {
     /// [`Instance::reconcile`] for a shared table: while the daemon passes the
     /// same table again (nothing changed), its revision stamp is not recomputed
     /// and the table is not copied.
+    ///
+    /// Each step runs in a debug-level span (`reconcile` around the whole;
+    /// `read_stamp`, `revision`, `read_route`, `parse_route`, `build_route`,
+    /// `compare`, `diff`, `write`, `install` inside), which the benchmark
+    /// times; without a subscriber listening at debug level they cost nothing.
+    #[tracing::instrument(level = "debug", name = "reconcile", skip_all)]
     pub async fn reconcile_shared(
         &mut self,
         targets: &Arc<Targets>,
@@ -271,12 +278,16 @@ impl Instance {
     ) -> Result<Outcome, SyncError> {
         let ids = Ids::new(&routes.id_prefix);
         for _ in 0..MAX_ATTEMPTS {
-            let stamp = self.live_rev(&ids).await?;
+            let stamp = self
+                .live_rev(&ids)
+                .instrument(debug_span!("read_stamp"))
+                .await?;
             let features = self.features(stamp.is_none()).await?;
             let rev = match &self.rev_memo {
                 Some((t, f, rev)) if Arc::ptr_eq(t, targets) && *f == features => rev.clone(),
                 _ => {
-                    let rev = layout::revision(targets, routes, features);
+                    let rev = debug_span!("revision")
+                        .in_scope(|| layout::revision(targets, routes, features));
                     self.rev_memo = Some((targets.clone(), features, rev.clone()));
                     rev
                 }
@@ -311,12 +322,19 @@ impl Instance {
                         .map(|(_, t)| t.clone());
                     if live_rev == rev || known.is_none() {
                         // A full read: due, or we do not know what the live route holds.
-                        match self.live(&ids).await? {
+                        match self
+                            .live(&ids)
+                            .instrument(debug_span!("read_route"))
+                            .await?
+                        {
                             Some((live, etag)) => {
                                 self.last_full_check = Some(Instant::now());
-                                let live = live_form(&live);
-                                let desired = layout::route(targets, routes, features);
-                                if live.as_ref().is_some_and(|l| l.matches(&desired)) {
+                                let live = debug_span!("parse_route").in_scope(|| live_form(&live));
+                                let desired = build_route(targets, routes, features);
+                                let same = debug_span!("compare").in_scope(|| {
+                                    live.as_ref().is_some_and(|l| l.matches(&desired))
+                                });
+                                if same {
                                     self.last = Some((rev, Arc::clone(targets)));
                                     return Ok(Outcome::Unchanged);
                                 }
@@ -331,12 +349,20 @@ impl Instance {
                         (etag, known.unwrap_or_default())
                     }
                 }
-                None => match self.live(&ids).await? {
+                None => match self
+                    .live(&ids)
+                    .instrument(debug_span!("read_route"))
+                    .await?
+                {
                     // A route without a stamp (older tart-sync): replace it.
                     Some((live, etag)) => (etag, Arc::new(live_targets(&live))),
                     None => {
-                        let desired = layout::route(targets, routes, features);
-                        match self.install(&desired, routes).await {
+                        let desired = build_route(targets, routes, features);
+                        match self
+                            .install(&desired, routes)
+                            .instrument(debug_span!("install"))
+                            .await
+                        {
                             Ok(path) => {
                                 self.last = Some((rev, Arc::clone(targets)));
                                 self.last_full_check = Some(Instant::now());
@@ -351,8 +377,12 @@ impl Instance {
                     }
                 },
             };
-            let diff = Diff::between(&live_table, targets);
-            let proxied = layout::proxied_count(&live_table);
+            let (diff, proxied) = debug_span!("diff").in_scope(|| {
+                (
+                    Diff::between(&live_table, targets),
+                    layout::proxied_count(&live_table),
+                )
+            });
             if !allow_mass_removal {
                 if let Some(remaining) =
                     self.guard
@@ -365,12 +395,13 @@ impl Instance {
                     });
                 }
             }
-            let desired = layout::route(targets, routes, features);
+            let desired = build_route(targets, routes, features);
             match self
                 .client
                 .id(&ids.route)
                 .if_match(&etag)
                 .patch(&desired)
+                .instrument(debug_span!("write"))
                 .await
             {
                 Ok(()) => {
@@ -411,6 +442,15 @@ impl Instance {
             .await?;
         Ok(path)
     }
+}
+
+/// [`layout::route`] in the `build_route` span.
+fn build_route<'a>(
+    targets: &'a Targets,
+    routes: &RouteSettings,
+    features: Features,
+) -> layout::OwnedRoute<'a> {
+    debug_span!("build_route").in_scope(|| layout::route(targets, routes, features))
 }
 
 /// The live route's [`RouteForm`]; `None` (and a warning) when it lost the
