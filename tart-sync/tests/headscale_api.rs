@@ -714,3 +714,42 @@ async fn oversized_answer_is_a_decode_error() {
         "{err:?}"
     );
 }
+
+/// Log lines captured from tracing, for tests on what is logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unparsable_node_is_logged_once_per_answer_not_every_poll() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let body = json!({"nodes": [
+        {"id": "1", "givenName": "one", "online": true, "ipAddresses": ["100.64.0.1"]},
+        {"givenName": "no-id"},
+    ]})
+    .to_string();
+    let server = MockServer::start().await;
+    mount_node_list(&server, &body).await;
+    let hs = client(&server);
+    for _ in 0..5 {
+        hs.list_nodes_shared(None).await.unwrap();
+    }
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings = log.matches("cannot be parsed").count();
+    assert_eq!(warnings, 1, "five polls of one answer: {log}");
+}

@@ -270,8 +270,11 @@ impl HeadscaleClient {
             }
             let list = incoming.finish()?;
             self.set_generation(generation);
-            for skipped in &list.list.skipped {
-                tracing::warn!(node = %skipped, "skipping a node headscale listed that cannot be parsed");
+            // Once per answer: an unchanged answer skips the same nodes again.
+            if list.changed {
+                for skipped in &list.list.skipped {
+                    tracing::warn!(node = %skipped, "skipping a node headscale listed that cannot be parsed");
+                }
             }
             return Ok(Attempt::Listed(list));
         }
