@@ -15,7 +15,8 @@ use crate::config::Settings;
 use crate::desired::{self, Desired, Targets};
 use crate::headscale::{HeadscaleClient, HeadscaleError};
 use crate::metrics::Metrics;
-use crate::reconcile::{Instance, Outcome, SyncError};
+use crate::reconcile::{Instance, Outcome, SyncError, FULL_CHECK_EVERY};
+use crate::reserved::{Reserved, Rule, Why};
 use crate::status::text::{one_line, short_duration};
 
 /// Longest wait between two headscale polls while it fails (shorter for short
@@ -179,8 +180,23 @@ pub struct Context {
     /// When the process started.
     pub started: OffsetDateTime,
     /// The last desired state [`poll`] computed, with the time its first
-    /// offline grace ends (reused while nothing changes).
-    last_desired: Mutex<Option<(Arc<Desired>, Option<OffsetDateTime>)>>,
+    /// offline grace ends and the reserved names it was computed with
+    /// (reused while nothing changes).
+    last_desired: Mutex<Option<LastDesired>>,
+    /// What each Caddy's site serves itself (by admin address index).
+    site_rules: Mutex<Vec<Vec<(Rule, Why)>>>,
+    /// The names never published: `routes.reserved` and every site's own.
+    reserved: RwLock<Arc<Reserved>>,
+}
+
+/// A desired state with what decides whether it can be reused.
+#[derive(Debug)]
+struct LastDesired {
+    desired: Arc<Desired>,
+    /// When its first offline grace ends.
+    deadline: Option<OffsetDateTime>,
+    /// The reserved names it was computed with.
+    reserved: Arc<Reserved>,
 }
 
 impl Context {
@@ -199,13 +215,44 @@ impl Context {
             caddies,
             ..Default::default()
         }));
+        let reserved = RwLock::new(Arc::new(Reserved::new(&settings.routes, &[])));
+        let site_rules = Mutex::new(vec![Vec::new(); settings.caddy.admin.len()]);
         Arc::new(Context {
             settings,
             metrics: Metrics::new(state.clone()),
             state,
             started: OffsetDateTime::now_utc(),
             last_desired: Mutex::new(None),
+            site_rules,
+            reserved,
         })
+    }
+
+    /// The names never published now.
+    pub fn reserved(&self) -> Arc<Reserved> {
+        self.reserved
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Records what Caddy `idx`'s site serves itself; the next poll
+    /// recomputes the desired state when the reserved names changed.
+    pub fn set_site_rules(&self, idx: usize, rules: Vec<(Rule, Why)>) {
+        let mut all = self.site_rules.lock().unwrap_or_else(|p| p.into_inner());
+        if all.get(idx) == Some(&rules) {
+            return;
+        }
+        if let Some(slot) = all.get_mut(idx) {
+            *slot = rules;
+        }
+        let union: Vec<(Rule, Why)> = all.iter().flatten().cloned().collect();
+        let next = Reserved::new(&self.settings.routes, &union);
+        let mut reserved = self.reserved.write().unwrap_or_else(|p| p.into_inner());
+        if **reserved != next {
+            tracing::info!(rules = ?next.rules(), "names reserved for the site's own paths changed");
+            *reserved = Arc::new(next);
+        }
     }
 
     /// A copy of the current state.
@@ -301,25 +348,34 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
     ctx.metrics.poll_done(started.elapsed().as_secs_f64());
     let shared = result?;
     let now = OffsetDateTime::now_utc();
+    let reserved = ctx.reserved();
     let mut cache = ctx.last_desired.lock().unwrap_or_else(|p| p.into_inner());
     let reuse = match cache.as_ref() {
-        Some((_, deadline)) if !shared.changed => deadline.is_none_or(|t| now < t),
+        Some(last) if !shared.changed && Arc::ptr_eq(&last.reserved, &reserved) => {
+            last.deadline.is_none_or(|t| now < t)
+        }
         _ => false,
     };
     let (desired, is_new) = match (reuse, cache.as_ref()) {
-        (true, Some((last, _))) => (last.clone(), false),
+        (true, Some(last)) => (last.desired.clone(), false),
         _ => {
             let d = desired::compute(
                 &shared.list.nodes,
                 &ctx.settings.headscale,
                 &ctx.settings.routes,
+                &reserved,
                 now,
             );
             let (d, is_new) = match cache.as_ref() {
-                Some((last, _)) if **last == d => (last.clone(), false),
+                Some(last) if *last.desired == d => (last.desired.clone(), false),
                 _ => (Arc::new(d), true),
             };
-            *cache = Some((d.clone(), desired::next_deadline(&d)));
+            let deadline = desired::next_deadline(&d);
+            *cache = Some(LastDesired {
+                desired: d.clone(),
+                deadline,
+                reserved,
+            });
             (d, is_new)
         }
     };
@@ -468,12 +524,20 @@ pub async fn run(
     }
     let (tx, rx) = watch::channel::<Option<Arc<Published>>>(None);
     let mut tasks = tokio::task::JoinSet::new();
-    for (idx, mut inst) in instances(&ctx.settings)?.into_iter().enumerate() {
+    let insts = instances(&ctx.settings)?;
+    // Before the first desired state: which names the sites serve themselves.
+    learn_site_rules(&ctx, &insts).await;
+    for (idx, mut inst) in insts.into_iter().enumerate() {
         let ctx = ctx.clone();
         let mut rx = rx.clone();
         let mut shutdown = shutdown.clone();
         tasks.spawn(async move {
+            let mut next_site_check = later(Instant::now(), FULL_CHECK_EVERY);
             loop {
+                if Instant::now() >= next_site_check {
+                    learn_site_rules_of(&ctx, idx, &inst).await;
+                    next_site_check = later(Instant::now(), FULL_CHECK_EVERY);
+                }
                 let current = rx.borrow_and_update().clone();
                 if let Some(published) = current {
                     sync_instance(&ctx, idx, &mut inst, &published.targets, false).await;
@@ -529,15 +593,29 @@ pub async fn run(
     Ok(())
 }
 
+/// Reads what every Caddy's site serves itself into the context (a Caddy
+/// that cannot be read keeps what was known).
+pub async fn learn_site_rules(ctx: &Context, insts: &[Instance]) {
+    for (idx, inst) in insts.iter().enumerate() {
+        learn_site_rules_of(ctx, idx, inst).await;
+    }
+}
+
+async fn learn_site_rules_of(ctx: &Context, idx: usize, inst: &Instance) {
+    match inst.site_rules(&ctx.settings.routes).await {
+        Ok(rules) => ctx.set_site_rules(idx, rules),
+        Err(e) => {
+            tracing::debug!(caddy = %inst.address(), error = %e, "cannot read the site's own routes yet")
+        }
+    }
+}
+
 /// One pass for `tart-sync once`: poll, reconcile every Caddy. True when all match.
 pub async fn once(
     ctx: &Context,
     hs: &HeadscaleClient,
     allow_mass_removal: bool,
 ) -> Result<bool, HeadscaleError> {
-    let desired = poll(ctx, hs).await?;
-    let targets = Arc::new(desired.targets());
-    let mut all = true;
     let mut insts = match instances(&ctx.settings) {
         Ok(i) => i,
         Err(e) => {
@@ -545,6 +623,10 @@ pub async fn once(
             return Ok(false);
         }
     };
+    learn_site_rules(ctx, &insts).await;
+    let desired = poll(ctx, hs).await?;
+    let targets = Arc::new(desired.targets());
+    let mut all = true;
     for (idx, inst) in insts.iter_mut().enumerate() {
         all &= sync_instance(ctx, idx, inst, &targets, allow_mass_removal).await;
     }

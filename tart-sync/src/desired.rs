@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::config::{HeadscaleSettings, RouteSettings, UpstreamKind};
 use crate::headscale::{is_valid_dns_label, Node};
+use crate::reserved::Reserved;
 
 /// What a routed node's URL does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -173,7 +174,7 @@ fn upstream(node: &Node, routes: &RouteSettings) -> Result<String, String> {
 /// Computes the desired routes from headscale's nodes at time `now`.
 ///
 /// A node gets a URL when it passes the filters, is not expired, has a valid
-/// DNS-label `givenName` and a usable address. Online → proxied; offline for
+/// DNS-label `givenName` that is not [`Reserved`], and a usable address. Online → proxied; offline for
 /// less than `offline_grace` since its `lastSeen` (headscale's own record of
 /// the disconnect, so every tart-sync instance decides alike) → still
 /// proxied; offline longer → a 503 page. Two nodes with one name: the lower
@@ -185,6 +186,7 @@ pub fn compute(
     nodes: &[Node],
     hs: &HeadscaleSettings,
     routes: &RouteSettings,
+    reserved: &Reserved,
     now: OffsetDateTime,
 ) -> Desired {
     let mut by_name: BTreeMap<String, Entry> = BTreeMap::new();
@@ -206,6 +208,10 @@ pub fn compute(
                 "givenName {:?} is not a DNS label",
                 node.given_name
             )));
+            continue;
+        }
+        if let Some(why) = reserved.why(&node.given_name) {
+            skipped.push(skip(format!("name {:?} is {why}", node.given_name)));
             continue;
         }
         let upstream = match upstream(node, routes) {
@@ -305,7 +311,13 @@ mod tests {
 
     fn compute_with(nodes: &[Node], extra: &str) -> Desired {
         let s = settings(extra);
-        compute(nodes, &s.headscale, &s.routes, NOW)
+        compute(
+            nodes,
+            &s.headscale,
+            &s.routes,
+            &Reserved::new(&s.routes, &[]),
+            NOW,
+        )
     }
 
     #[test]
@@ -341,7 +353,11 @@ mod tests {
             false,
             Some(NOW - time::Duration::days(400)),
         )];
-        let d = compute_with(&nodes, "offline_grace = \"8000y\"\n");
+        // The settings refuse such a grace; the function must not rely on that.
+        let mut s = settings("");
+        s.routes.offline_grace = Duration::MAX;
+        let reserved = Reserved::new(&s.routes, &[]);
+        let d = compute(&nodes, &s.headscale, &s.routes, &reserved, NOW);
         assert_eq!(d.entries[0].state, NodeState::Grace);
         assert_eq!(d.entries[0].grace_until, None);
         assert_eq!(next_deadline(&d), None);
@@ -383,6 +399,20 @@ mod tests {
         assert!(
             reasons.iter().any(|r| r.contains("not a DNS label")),
             "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn reserved_names_are_skipped_with_the_reason() {
+        let nodes = [node(1, "api", true, None), node(2, "rhodes", true, None)];
+        let d = compute_with(&nodes, "reserved = [\"api\"]\n");
+        assert_eq!(d.entries.len(), 1);
+        assert_eq!(d.entries[0].name, "rhodes");
+        assert_eq!(d.skipped.len(), 1);
+        assert!(
+            d.skipped[0].reason.contains("routes.reserved"),
+            "{:?}",
+            d.skipped
         );
     }
 

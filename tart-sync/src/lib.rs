@@ -5,6 +5,7 @@
 //! - [`config`]: settings from the TOML file and `TART_SYNC_*` environment.
 //! - [`headscale`]: headscale's API (every generation) and its node model.
 //! - [`desired`]: the pure function nodes + settings + time → routes.
+//! - [`reserved`]: names never published (the site's own paths, `routes.reserved`).
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
 //! - [`contest`]: back off when another writer keeps changing the route.
@@ -21,4 +22,5 @@ pub mod headscale;
 pub mod layout;
 pub mod metrics;
 pub mod reconcile;
+pub mod reserved;
 pub mod status;

@@ -136,6 +136,9 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         headscale = %ctx.settings.headscale.url,
         "tart-sync starting"
     );
+    for exposed in ctx.settings.exposed_secrets() {
+        tracing::warn!("{exposed}");
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested; finishing the write in flight");
@@ -217,6 +220,16 @@ fn print_desired(ctx: &Context, desired: &Desired) {
 }
 
 async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
+    if let Ok(insts) = controller::instances(&ctx.settings) {
+        controller::learn_site_rules(ctx, &insts).await;
+    }
+    let reserved = ctx.reserved();
+    if !reserved.rules().is_empty() {
+        println!("Names never published:");
+        for (rule, why) in reserved.rules() {
+            println!("  {:<28} {why}", rule.to_string());
+        }
+    }
     let desired = match controller::poll(ctx, hs).await {
         Ok(d) => d,
         Err(e) => {
@@ -265,6 +278,10 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
 
 async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     let mut problems = 0;
+    for exposed in ctx.settings.exposed_secrets() {
+        problems += 1;
+        println!("secret: PROBLEM: {exposed}");
+    }
     match hs.version().await {
         Ok(Some(v)) => println!("headscale {}: version {v}", ctx.settings.headscale.url),
         Ok(None) => println!(

@@ -13,6 +13,7 @@ use crate::config::RouteSettings;
 use crate::contest::{Contest, Verdict};
 use crate::desired::Targets;
 use crate::layout::{self, Diff, Features, Ids, RouteForm};
+use crate::reserved::{self, Rule, Why};
 
 /// Attempts per reconcile when another writer changes the config between our read and write.
 const MAX_ATTEMPTS: usize = 4;
@@ -243,6 +244,23 @@ impl Instance {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// What the site's own routes match ([`reserved::site_rules`]): names
+    /// that must not be published on this Caddy. Empty when the site is not
+    /// there yet.
+    pub async fn site_rules(&self, routes: &RouteSettings) -> Result<Vec<(Rule, Why)>, SyncError> {
+        let servers = self
+            .client
+            .config("apps/http/servers")
+            .get::<Option<Value>>()
+            .await?;
+        let host = layout::site_host(routes);
+        Ok(servers
+            .as_ref()
+            .and_then(|s| site_route(s, &host))
+            .map(|(_, route)| reserved::site_rules(route, routes))
+            .unwrap_or_default())
     }
 
     /// Makes this Caddy carry exactly `targets`. At most one write, guarded by If-Match;
@@ -496,6 +514,11 @@ pub fn is_owned_route(route: &Value) -> bool {
 /// by Caddy instead of on every request as routes inside a site's subroute
 /// are. Servers are tried in name order.
 pub fn find_site(servers: &Value, host: &str) -> Option<String> {
+    site_route(servers, host).map(|(path, _)| path)
+}
+
+/// [`find_site`], with the site's route itself.
+pub fn site_route<'a>(servers: &'a Value, host: &str) -> Option<(String, &'a Value)> {
     let servers = servers.as_object()?;
     let mut names: Vec<&String> = servers.keys().collect();
     names.sort();
@@ -516,7 +539,7 @@ pub fn find_site(servers: &Value, host: &str) -> Option<String> {
                 .flatten()
                 .filter_map(Value::as_str);
             if hosts.any(|h| h.eq_ignore_ascii_case(host)) {
-                return Some(format!("apps/http/servers/{name}/routes/{i}"));
+                return Some((format!("apps/http/servers/{name}/routes/{i}"), route));
             }
         }
     }

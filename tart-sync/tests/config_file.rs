@@ -585,3 +585,90 @@ fn admin_addresses_use_caddy_clients_parser() {
         "{text}"
     );
 }
+
+#[test]
+fn enormous_durations_are_refused_naming_the_setting() {
+    for (key, value) in [
+        ("TART_SYNC_ROUTES_OFFLINE_GRACE", "8000y"),
+        ("TART_SYNC_HEADSCALE_POLL_INTERVAL", "400000000000y"),
+        ("TART_SYNC_HEADSCALE_POLL_INTERVAL", "2days"),
+        ("TART_SYNC_HEADSCALE_TIMEOUT", "1h"),
+        ("TART_SYNC_ROUTES_STREAM_CLOSE_DELAY", "30days"),
+    ] {
+        let err = err_of(MINIMAL, &[(key, value)]);
+        let setting = key
+            .trim_start_matches("TART_SYNC_")
+            .to_ascii_lowercase()
+            .replacen('_', ".", 1);
+        assert_eq!(err.setting(), setting, "{key}={value}: {err}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    // The largest accepted values still load.
+    let s = load(
+        MINIMAL,
+        &[
+            ("TART_SYNC_ROUTES_OFFLINE_GRACE", "365days"),
+            ("TART_SYNC_HEADSCALE_POLL_INTERVAL", "1day"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.routes.offline_grace, Duration::from_secs(365 * 86_400));
+}
+
+#[test]
+fn reserved_names_are_dns_labels_in_lower_case() {
+    let s = load(
+        MINIMAL,
+        &[("TART_SYNC_ROUTES_RESERVED", "api, Docs,api,status")],
+    )
+    .unwrap();
+    assert_eq!(s.routes.reserved, ["api", "docs", "status"]);
+    assert!(load(MINIMAL, &[]).unwrap().routes.reserved.is_empty());
+    let err = err_of(MINIMAL, &[("TART_SYNC_ROUTES_RESERVED", "ok,not/a/name")]);
+    assert_eq!(err.setting(), "routes.reserved", "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn secret_files_readable_by_others_are_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, SECRET).unwrap();
+    let mode = |path: &Path, m: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let with_file = |path: &Path| {
+        let var = path.to_str().unwrap().to_owned();
+        load(MINIMAL, &[("TART_SYNC_HEADSCALE_API_KEY_FILE", &var)]).unwrap()
+    };
+    mode(&key, 0o644);
+    let problems = with_file(&key).exposed_secrets();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("headscale.api_key_file"),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("mode 0644"), "{problems:?}");
+    assert!(problems[0].contains("chmod 600"), "{problems:?}");
+    assert!(!problems[0].contains(SECRET));
+    mode(&key, 0o600);
+    assert!(with_file(&key).exposed_secrets().is_empty());
+
+    // An inline key makes the config file itself secret.
+    let config = dir.path().join("tart-sync.toml");
+    std::fs::write(&config, MINIMAL).unwrap();
+    mode(&config, 0o640);
+    let s = Settings::from_sources(Some(MINIMAL), &no_env(), Some(&config)).unwrap();
+    let problems = s.exposed_secrets();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("headscale.api_key"), "{problems:?}");
+    mode(&config, 0o600);
+    let s = Settings::from_sources(Some(MINIMAL), &no_env(), Some(&config)).unwrap();
+    assert!(s.exposed_secrets().is_empty());
+    // A key from the environment is no file's business.
+    assert!(load(MINIMAL, &[("TART_SYNC_HEADSCALE_API_KEY", SECRET)])
+        .unwrap()
+        .exposed_secrets()
+        .is_empty());
+}

@@ -37,12 +37,17 @@ impl Rig {
     /// Caddy `v` running `Caddyfile.example` for tart.test on a free port, a
     /// backend per name on 127.0.0.2.., and the headscale stand-in (no nodes yet).
     pub async fn start(v: Version, names: &[&str]) -> Option<Rig> {
+        Rig::start_with(v, names, &caddyfile_example()).await
+    }
+
+    /// [`Rig::start`] with another Caddyfile (same `TART_SITE` placeholders).
+    pub async fn start_with(v: Version, names: &[&str], caddyfile: &str) -> Option<Rig> {
         let http_port = free_port();
         let site = format!("http://{DOMAIN}:{http_port}");
         let wildcard = format!("http://*.{DOMAIN}:{http_port}");
         let caddy = Caddy::start_caddyfile(
             v,
-            &caddyfile_example(),
+            caddyfile,
             &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)],
         )?;
         let (upstream_port, fleet) = start_fleet(names).await;

@@ -4,7 +4,7 @@
 //! Every key of the file can also be set through the environment, e.g.
 //! `TART_SYNC_HEADSCALE_URL`, `TART_SYNC_HEADSCALE_API_KEY_FILE` or
 //! `TART_SYNC_ROUTES_DOMAIN`. The environment overrides the file, key by key.
-//! List settings (`headscale.tags`, `caddy.admin`) are comma-separated in the
+//! List settings (`headscale.tags`, `caddy.admin`, `routes.reserved`) are comma-separated in the
 //! environment. An environment variable that is set but empty (or only
 //! whitespace) counts as unset. The file itself is optional when every
 //! required setting comes from the environment.
@@ -42,7 +42,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use error::ConfigError;
-pub use secret::ApiKey;
+pub use secret::{ApiKey, SecretFile};
 
 /// Prefix of every environment variable tart-sync reads for its settings.
 pub const ENV_PREFIX: &str = "TART_SYNC_";
@@ -50,20 +50,28 @@ pub const ENV_PREFIX: &str = "TART_SYNC_";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Smallest accepted `headscale.poll_interval`.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest accepted `headscale.poll_interval` (one day).
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(86_400);
 /// Default of `headscale.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest accepted `headscale.timeout`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default of `caddy.admin` (one address).
 pub const DEFAULT_CADDY_ADMIN: &str = "localhost:2019";
 /// Default of `routes.upstream_port`.
 pub const DEFAULT_UPSTREAM_PORT: u16 = 80;
 /// Default of `routes.offline_grace`.
 pub const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(60);
+/// Longest accepted `routes.offline_grace` (one year).
+pub const MAX_OFFLINE_GRACE: Duration = Duration::from_secs(365 * 86_400);
 /// Default of `routes.id_prefix`.
 pub const DEFAULT_ID_PREFIX: &str = "tart-sync";
 /// Longest accepted `routes.id_prefix`.
 pub const MAX_ID_PREFIX_LEN: usize = 64;
 /// Default of `routes.stream_close_delay`.
 pub const DEFAULT_STREAM_CLOSE_DELAY: Duration = Duration::from_secs(600);
+/// Longest accepted `routes.stream_close_delay` (one day).
+pub const MAX_STREAM_CLOSE_DELAY: Duration = Duration::from_secs(86_400);
 /// Default of `status.listen`.
 pub const DEFAULT_STATUS_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::LOCALHOST,
@@ -86,6 +94,18 @@ pub struct Settings {
     pub status: StatusSettings,
 }
 
+impl Settings {
+    /// Problems with files that hold a secret: readable by group or others.
+    /// `check` reports them, `run` warns about them.
+    pub fn exposed_secrets(&self) -> Vec<String> {
+        self.headscale
+            .secret_file
+            .iter()
+            .filter_map(SecretFile::exposure)
+            .collect()
+    }
+}
+
 /// `[headscale]` settings.
 #[derive(Debug, Clone)]
 pub struct HeadscaleSettings {
@@ -99,6 +119,9 @@ pub struct HeadscaleSettings {
     /// file. It can be re-read with [`ApiKey::from_file`] after the key was
     /// renewed.
     pub api_key_file: Option<PathBuf>,
+    /// The file the key was read from: `api_key_file`, or the config file
+    /// when it holds `api_key` inline (`None` for a key from the environment).
+    pub secret_file: Option<SecretFile>,
     /// `headscale.poll_interval`: time between two polls (at least 100ms).
     pub poll_interval: Duration,
     /// `headscale.timeout`: limit for one whole API request.
@@ -143,6 +166,9 @@ pub struct RouteSettings {
     /// `routes.stream_close_delay`: how long WebSockets stay open across a
     /// Caddy config reload (used only where Caddy supports it; zero disables).
     pub stream_close_delay: Duration,
+    /// `routes.reserved`: names never published (lower case, DNS labels),
+    /// e.g. paths the site serves itself.
+    pub reserved: Vec<String>,
 }
 
 /// `[status]` settings.
@@ -236,6 +262,7 @@ struct RoutesInput {
     id_prefix: Option<String>,
     #[serde(with = "humantime_serde")]
     stream_close_delay: Option<Duration>,
+    reserved: Vec<String>,
 }
 
 #[derive(Default, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
@@ -82,4 +82,42 @@ impl fmt::Display for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
+}
+
+/// A file that holds a secret (`headscale.api_key_file`, or the config file
+/// when it has an inline `api_key`), and why it must be private.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The file.
+    pub path: PathBuf,
+    /// The setting whose secret it holds.
+    pub setting: &'static str,
+}
+
+impl SecretFile {
+    /// Why this file is not private enough, with what to do; `None` when
+    /// only its owner may read it (or it cannot be inspected).
+    pub fn exposure(&self) -> Option<String> {
+        let mode = file_mode(&self.path)?;
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "{} holds {} and group or others may access it (mode {:04o}); run chmod 600 {}",
+                self.path.display(),
+                self.setting,
+                mode & 0o7777,
+                self.path.display()
+            )
+        })
+    }
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).ok().map(|m| m.permissions().mode())
+}
+
+#[cfg(not(unix))]
+fn file_mode(_: &Path) -> Option<u32> {
+    None
 }

@@ -2,8 +2,8 @@
 //! that depend on each other, and the syntax of names, URLs and addresses.
 //! Every error ends with where the value was set ([`Sources::invalid`]).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use caddy_client::AdminAddress;
 use url::Url;
@@ -11,10 +11,11 @@ use url::Url;
 use super::source::{Origin, Sources};
 use super::{
     env_var_name, ApiKey, CaddyInput, CaddySettings, ConfigError, HeadscaleInput,
-    HeadscaleSettings, Input, RouteMode, RouteSettings, RoutesInput, Settings, StatusInput,
-    StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN, DEFAULT_ID_PREFIX, DEFAULT_OFFLINE_GRACE,
-    DEFAULT_POLL_INTERVAL, DEFAULT_STATUS_LISTEN, DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT,
-    DEFAULT_UPSTREAM_PORT, MAX_ID_PREFIX_LEN, MIN_POLL_INTERVAL,
+    HeadscaleSettings, Input, RouteMode, RouteSettings, RoutesInput, SecretFile, Settings,
+    StatusInput, StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN, DEFAULT_ID_PREFIX,
+    DEFAULT_OFFLINE_GRACE, DEFAULT_POLL_INTERVAL, DEFAULT_STATUS_LISTEN,
+    DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT, DEFAULT_UPSTREAM_PORT, MAX_ID_PREFIX_LEN,
+    MAX_OFFLINE_GRACE, MAX_POLL_INTERVAL, MAX_STREAM_CLOSE_DELAY, MAX_TIMEOUT, MIN_POLL_INTERVAL,
 };
 use crate::headscale::is_valid_dns_label;
 
@@ -35,6 +36,30 @@ pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, Conf
     })
 }
 
+/// A duration within its bound: larger values are certainly typos, and
+/// would overflow the clock arithmetic they feed.
+fn at_most(
+    src: &Sources<'_>,
+    setting: &str,
+    value: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
+    if value > max {
+        let (shown, max) = (humantime::format_duration(value), in_days(max));
+        bail!(src, setting, "{shown} is too long (at most {max})");
+    }
+    Ok(())
+}
+
+/// `365days` rather than humantime's `11months 30days 3h 50m 24s`.
+fn in_days(d: Duration) -> String {
+    const DAY: u64 = 86_400;
+    match d.as_secs() {
+        s if s >= DAY && s % DAY == 0 && d.subsec_nanos() == 0 => format!("{}days", s / DAY),
+        _ => humantime::format_duration(d).to_string(),
+    }
+}
+
 /// `required<when> (<what>; env TART_SYNC_…)`.
 fn required(src: &Sources<'_>, section: &str, key: &str, when: &str, what: &str) -> ConfigError {
     let var = env_var_name(section, key);
@@ -49,6 +74,17 @@ fn headscale(h: HeadscaleInput, src: &Sources<'_>) -> Result<HeadscaleSettings, 
         .ok_or_else(|| required(src, "headscale", "url", "", what))?;
     let url = headscale_url(&url, src)?;
     let (api_key, api_key_file) = api_key(h.api_key_file, h.api_key, src)?;
+    let secret_file = match (&api_key_file, src.origin("headscale.api_key"), src.path) {
+        (Some(path), _, _) => Some(SecretFile {
+            path: path.clone(),
+            setting: "headscale.api_key_file",
+        }),
+        (None, Some(Origin::File(_)), Some(config)) => Some(SecretFile {
+            path: config.to_owned(),
+            setting: "headscale.api_key",
+        }),
+        _ => None,
+    };
 
     let poll_interval = h.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL);
     if poll_interval < MIN_POLL_INTERVAL {
@@ -59,10 +95,17 @@ fn headscale(h: HeadscaleInput, src: &Sources<'_>) -> Result<HeadscaleSettings, 
             "{shown} is too short (at least 100ms)"
         );
     }
+    at_most(
+        src,
+        "headscale.poll_interval",
+        poll_interval,
+        MAX_POLL_INTERVAL,
+    )?;
     let timeout = h.timeout.unwrap_or(DEFAULT_TIMEOUT);
     if timeout.is_zero() {
         bail!(src, "headscale.timeout", "must be longer than 0s");
     }
+    at_most(src, "headscale.timeout", timeout, MAX_TIMEOUT)?;
 
     let user = h.user.filter(|u| !u.is_empty());
     if let Some(user) = user.as_ref().filter(|u| u.chars().any(char::is_control)) {
@@ -92,6 +135,7 @@ fn headscale(h: HeadscaleInput, src: &Sources<'_>) -> Result<HeadscaleSettings, 
         url,
         api_key,
         api_key_file,
+        secret_file,
         poll_interval,
         timeout,
         user,
@@ -194,16 +238,6 @@ fn admin_address(text: &str) -> Result<String, String> {
     let AdminAddress::Tcp { scheme, host, port } = &address else {
         return Ok(address.to_string());
     };
-    // The parser takes the host as written; check that it is one.
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
-        None => host.parse::<Ipv4Addr>().is_ok() || is_valid_dns_name(&host.to_ascii_lowercase()),
-    };
-    if !host_ok {
-        return Err(format!(
-            "{text:?} has an invalid host (use a DNS name or an IP address)"
-        ));
-    }
     if scheme == "http" && !text.starts_with("http://") {
         Ok(format!("{host}:{port}"))
     } else {
@@ -279,15 +313,46 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
         );
     }
 
+    let offline_grace = r.offline_grace.unwrap_or(DEFAULT_OFFLINE_GRACE);
+    at_most(
+        src,
+        "routes.offline_grace",
+        offline_grace,
+        MAX_OFFLINE_GRACE,
+    )?;
+    let stream_close_delay = r.stream_close_delay.unwrap_or(DEFAULT_STREAM_CLOSE_DELAY);
+    at_most(
+        src,
+        "routes.stream_close_delay",
+        stream_close_delay,
+        MAX_STREAM_CLOSE_DELAY,
+    )?;
+
+    let mut reserved: Vec<String> = Vec::with_capacity(r.reserved.len());
+    for name in r.reserved {
+        let lower = name.to_ascii_lowercase();
+        if !is_valid_dns_label(&lower) {
+            bail!(
+                src,
+                "routes.reserved",
+                "{name:?} is not a name a TART could have (1 to 63 characters of a-z, 0-9 and -)"
+            );
+        }
+        if !reserved.contains(&lower) {
+            reserved.push(lower);
+        }
+    }
+
     Ok(RouteSettings {
         domain,
         mode: r.mode.unwrap_or(RouteMode::Path),
         upstream,
         upstream_port,
         magicdns_suffix,
-        offline_grace: r.offline_grace.unwrap_or(DEFAULT_OFFLINE_GRACE),
+        offline_grace,
         id_prefix,
-        stream_close_delay: r.stream_close_delay.unwrap_or(DEFAULT_STREAM_CLOSE_DELAY),
+        stream_close_delay,
+        reserved,
     })
 }
 
