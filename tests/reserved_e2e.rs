@@ -44,7 +44,7 @@ async fn names_of_the_sites_own_paths_and_reserved_names_are_never_published() {
         assert_eq!(rig.who("/rhodes/").await, "rhodes", "{v:?}");
         // The skip and its reason are visible (plan and the status page show these).
         let hs = tart_sync::headscale::HeadscaleClient::from_settings(&settings.headscale).unwrap();
-        let ctx = tart_sync::controller::Context::new(settings);
+        let ctx = tart_sync::context::Context::new(settings);
         let insts = tart_sync::controller::instances(&ctx.settings).unwrap();
         tart_sync::controller::learn_site_rules(&ctx, &insts).await;
         let desired = tart_sync::controller::poll(&ctx, &hs).await.unwrap();

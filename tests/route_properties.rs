@@ -24,7 +24,8 @@ use e2e::sync::{Rig, DOMAIN};
 use e2e::Version;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use tart_sync::controller::{self, Context};
+use tart_sync::context::Context;
+use tart_sync::controller;
 use tart_sync::headscale::HeadscaleClient;
 use time::OffsetDateTime;
 

@@ -10,7 +10,7 @@ use e2e::for_each_version;
 use e2e::headscale::{fixture, SimNode};
 use e2e::sync::{once, Daemon, Rig};
 use serde_json::Value;
-use tart_sync::controller::LastOutcome;
+use tart_sync::context::LastOutcome;
 use tart_sync::desired::{Target, Targets};
 use time::OffsetDateTime;
 use wiremock::ResponseTemplate;

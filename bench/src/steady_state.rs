@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use e2e::headscale::API_KEY;
-use tart_sync::controller::{self, Context, Published};
+use tart_sync::context::Context;
+use tart_sync::controller::{self, Published};
 use tart_sync::headscale::{parse_node_list, HeadscaleClient};
 use tart_sync::reconcile::{Instance, Outcome};
 use tracing::{debug_span, Instrument as _};

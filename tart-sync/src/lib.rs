@@ -9,13 +9,15 @@
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
 //! - [`contest`]: back off when another writer keeps changing the route.
-//! - [`controller`]: the loop, error policy with backoff, shutdown; the
-//!   shared [`controller::Context`] read by the status server; readiness.
+//! - [`controller`]: the loop, error policy with backoff, shutdown.
+//! - [`context`]: the [`context::Context`] shared by the loop and the status
+//!   server; readiness.
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
 pub mod config;
 pub mod contest;
+pub mod context;
 pub mod controller;
 pub mod desired;
 pub mod headscale;

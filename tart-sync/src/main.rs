@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tart_sync::config::Settings;
-use tart_sync::controller::{self, Context};
+use tart_sync::context::Context;
+use tart_sync::controller;
 use tart_sync::desired::Desired;
 use tart_sync::headscale::HeadscaleClient;
 use tart_sync::layout::{Diff, Ids};

@@ -29,7 +29,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::controller::SyncState;
+use crate::context::SyncState;
 use crate::desired::NodeState;
 
 /// Content type of [`Metrics::encode`]'s text.
@@ -199,7 +199,7 @@ impl Collector for StateGauges {
 mod tests {
     use time::macros::datetime;
 
-    use crate::controller::{CaddyStatus, Context, LastOutcome};
+    use crate::context::{CaddyStatus, Context, LastOutcome};
     use crate::status::fixtures::{fleet_state, set_state, settings};
 
     /// A fixed state: the fleet (5 seen, 3 routed, 1 skipped) synced to one

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tart_sync::config::Settings;
-use tart_sync::controller::{self, Context};
+use tart_sync::context::Context;
+use tart_sync::controller;
 use tart_sync::headscale::HeadscaleClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

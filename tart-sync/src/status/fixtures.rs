@@ -7,7 +7,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::config::Settings;
-use crate::controller::{Context, HeadscaleStatus, LastOutcome, SyncState};
+use crate::context::{Context, HeadscaleStatus, LastOutcome, SyncState};
 use crate::desired::{Desired, Entry, NodeState, Skipped};
 
 /// A name that breaks out of HTML text, attributes and JSON strings if not escaped.

@@ -9,7 +9,7 @@
 //! | `GET /api/status` | the same as JSON (shape in [`report`]) |
 //! | `GET /metrics`    | OpenMetrics text 1.0.0 ([`crate::metrics`]) |
 //! | `GET /healthz`    | `200 ok` while the process runs |
-//! | `GET /readyz`     | `200 ready` when every Caddy synced within 3 poll intervals, else `503` with the reason ([`crate::controller::readiness`]) |
+//! | `GET /readyz`     | `200 ready` when every Caddy synced within 3 poll intervals, else `503` with the reason ([`crate::context::readiness`]) |
 //!
 //! Every answer carries `Cache-Control: no-store`, `X-Content-Type-Options:
 //! nosniff`, `Referrer-Policy: no-referrer` and a Content Security Policy that
@@ -45,7 +45,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::controller::Context;
+use crate::context::Context;
 use report::{HealthSource, Report};
 
 /// No scripts, no remote anything: only the inline stylesheet.

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::report::{NodeReport, Report};
 use super::text::{iso, one_line, relative};
-use crate::controller::{CaddyStatus, LastOutcome};
+use crate::context::{CaddyStatus, LastOutcome};
 use crate::desired::NodeState;
 
 /// The page reloads itself this often (seconds).
@@ -291,7 +291,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::controller::Context;
+    use crate::context::Context;
     use crate::status::fixtures::{entry, fleet_state, settings, HOSTILE};
     use crate::status::report::{self, Health, UpstreamHealth};
 

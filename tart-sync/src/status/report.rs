@@ -72,7 +72,7 @@ use caddy_client::{Client, UpstreamStatus};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::controller::{CaddyStatus, Context, HeadscaleStatus, SyncState};
+use crate::context::{CaddyStatus, Context, HeadscaleStatus, SyncState};
 use crate::desired::{NodeState, Skipped};
 use crate::layout::Ids;
 
