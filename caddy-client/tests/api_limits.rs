@@ -6,20 +6,21 @@
 mod common;
 
 use caddy_client::{Client, ErrorKind, DEFAULT_MAX_BODY_SIZE};
-use common::mock_caddy;
+use common::{answer, mock_caddy};
 use serde_json::Value;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 #[tokio::test]
 async fn an_answer_over_the_limit_is_a_too_large_error() {
     let server = mock_caddy().await;
     let body = format!("\"{}\"", "x".repeat(4096));
-    Mock::given(method("GET"))
-        .and(path("/config/"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/config/",
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+    )
+    .await;
     let small = Client::builder()
         .address(&server.uri())
         .max_body_size(1024)
@@ -42,11 +43,13 @@ async fn an_answer_over_the_limit_is_a_too_large_error() {
 async fn the_default_limit_stops_a_huge_answer() {
     let server = mock_caddy().await;
     let huge = vec![b' '; DEFAULT_MAX_BODY_SIZE + 1];
-    Mock::given(method("GET"))
-        .and(path("/config/"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(huge, "application/json"))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/config/",
+        ResponseTemplate::new(200).set_body_raw(huge, "application/json"),
+    )
+    .await;
     let client = Client::new(&server.uri()).unwrap();
     let err = client.config("").get::<Value>().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
@@ -55,19 +58,21 @@ async fn the_default_limit_stops_a_huge_answer() {
 #[tokio::test]
 async fn an_error_answer_over_the_limit_is_too_large_and_a_long_message_is_cut() {
     let server = mock_caddy().await;
-    Mock::given(method("GET"))
-        .and(path("/config/big"))
-        .respond_with(ResponseTemplate::new(500).set_body_raw(vec![b'e'; 4096], "text/plain"))
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/config/big",
+        ResponseTemplate::new(500).set_body_raw(vec![b'e'; 4096], "text/plain"),
+    )
+    .await;
     let long = "m".repeat(100_000);
-    Mock::given(method("GET"))
-        .and(path("/config/long"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_json(serde_json::json!({ "error": long })),
-        )
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        "GET",
+        "/config/long",
+        ResponseTemplate::new(500).set_body_json(serde_json::json!({ "error": long })),
+    )
+    .await;
     let client = Client::builder()
         .address(&server.uri())
         .max_body_size(1024)
