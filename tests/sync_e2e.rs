@@ -582,7 +582,7 @@ async fn idle_cycles_read_only_the_stamp_and_a_full_check_undoes_hand_edits() {
             ),
         ]
         .into();
-        let mut inst = Instance::new(&rig.caddy.admin).unwrap();
+        let mut inst = Instance::new(&rig.caddy.admin, &settings.caddy).unwrap();
         let out = inst
             .reconcile(&targets, &settings.routes, false)
             .await

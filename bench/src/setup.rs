@@ -173,8 +173,9 @@ impl Fleet {
         let targets = fleet_targets(&all, dial);
         let (a, a_addr) = site_caddy()?;
         let env = tart_env("http://127.0.0.1:9", &a.admin, upstream_port, &[]);
-        let routes = settings_from(&env)?.routes;
-        let mut inst = Instance::new(&a.admin)?;
+        let settings = settings_from(&env)?;
+        let routes = settings.routes;
+        let mut inst = Instance::new(&a.admin, &settings.caddy)?;
         match inst.reconcile(&targets, &routes, true).await? {
             Outcome::Installed { .. } => {}
             other => return Err(err(format!("installing tart-sync's route: {other:?}"))),

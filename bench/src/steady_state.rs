@@ -240,7 +240,7 @@ async fn cycle(ctx: &Context, hs: &HeadscaleClient, inst: &mut Instance, p: &Pub
 async fn cycle_steps(live: &Live, spans: &SpanTimes) -> Res<Vec<f64>> {
     let ctx = Context::new(settings_from(&live.env)?);
     let hs = HeadscaleClient::from_settings(&ctx.settings.headscale)?;
-    let mut inst = Instance::new(&live.caddy.admin)?;
+    let mut inst = Instance::new(&live.caddy.admin, &ctx.settings.caddy)?;
     let http = http_client()?;
     let url = format!("{}/api/v1/node", live.standin.url());
     // As the daemon's first cycle: the answer parsed and kept, the whole route compared.

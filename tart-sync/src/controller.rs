@@ -264,7 +264,7 @@ pub fn instances(settings: &Settings) -> Result<Vec<Instance>, SyncError> {
         .caddy
         .admin
         .iter()
-        .map(|a| Instance::new(a).map_err(SyncError::from))
+        .map(|a| Instance::new(a, &settings.caddy).map_err(SyncError::from))
         .collect()
 }
 

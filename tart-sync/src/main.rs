@@ -243,7 +243,7 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     let targets = desired.targets();
     let mut code = ExitCode::SUCCESS;
     for address in &ctx.settings.caddy.admin {
-        let inst = match Instance::new(address) {
+        let inst = match Instance::new(address, &ctx.settings.caddy) {
             Ok(i) => i,
             Err(e) => {
                 eprintln!("tart-sync: {address}: {e}");
@@ -305,7 +305,7 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     }
     let site = tart_sync::layout::site_host(&ctx.settings.routes);
     for address in &ctx.settings.caddy.admin {
-        let client = match caddy_client::Client::new(address) {
+        let client = match ctx.settings.caddy.client(address) {
             Ok(c) => c,
             Err(e) => {
                 problems += 1;

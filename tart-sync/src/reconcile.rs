@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::{debug_span, Instrument};
 
-use crate::config::RouteSettings;
+use crate::config::{CaddySettings, RouteSettings};
 use crate::contest::{Contest, Verdict};
 use crate::desired::Targets;
 use crate::layout::{self, Diff, Features, Ids, RouteForm};
@@ -167,11 +167,12 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// An instance for an admin address.
-    pub fn new(address: &str) -> Result<Instance, CaddyError> {
+    /// An instance for the admin API at `address`, its client built with
+    /// the `[caddy]` settings' timeouts ([`CaddySettings::client`]).
+    pub fn new(address: &str, caddy: &CaddySettings) -> Result<Instance, CaddyError> {
         Ok(Instance {
             address: address.to_string(),
-            client: Client::new(address)?,
+            client: caddy.client(address)?,
             features: None,
             guard: Guard::default(),
             contest: Contest::default(),

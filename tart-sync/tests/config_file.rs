@@ -60,6 +60,8 @@ fn example_file_is_valid_with_env_api_key() {
     assert_eq!(s.headscale.user.as_deref(), Some("tarts"));
     assert_eq!(s.headscale.tags, ["tag:tart"]);
     assert_eq!(s.caddy.admin, ["localhost:2019"]);
+    assert_eq!(s.caddy.timeout, Duration::from_secs(10));
+    assert_eq!(s.caddy.write_timeout, Duration::from_secs(60));
     assert_eq!(s.routes.domain, "tart.example.org");
     assert_eq!(s.routes.mode, RouteMode::Path);
     assert_eq!(s.routes.upstream, UpstreamKind::Ip);
@@ -130,6 +132,8 @@ fn defaults_of_a_minimal_file() {
     assert_eq!(s.headscale.user, None);
     assert!(s.headscale.tags.is_empty());
     assert_eq!(s.caddy.admin, ["localhost:2019"]);
+    assert_eq!(s.caddy.timeout, Duration::from_secs(10));
+    assert_eq!(s.caddy.write_timeout, Duration::from_secs(60));
     assert_eq!(s.routes.mode, RouteMode::Path);
     assert_eq!(s.routes.upstream, UpstreamKind::Ip);
     assert_eq!(s.routes.upstream_port, 80);
@@ -422,6 +426,43 @@ fn durations() {
 
     let err = err_of(MINIMAL, &[("TART_SYNC_HEADSCALE_TIMEOUT", "0s")]);
     assert_eq!(err.setting(), "headscale.timeout");
+}
+
+#[test]
+fn caddy_timeouts_from_file_and_environment_within_bounds() {
+    let file = format!("{MINIMAL}[caddy]\ntimeout = \"3s\"\nwrite_timeout = \"2m\"\n");
+    let s = load(&file, &[]).unwrap();
+    assert_eq!(s.caddy.timeout, Duration::from_secs(3));
+    assert_eq!(s.caddy.write_timeout, Duration::from_secs(120));
+
+    // The environment overrides the file, key by key.
+    let s = load(&file, &[("TART_SYNC_CADDY_WRITE_TIMEOUT", "500ms")]).unwrap();
+    assert_eq!(s.caddy.timeout, Duration::from_secs(3));
+    assert_eq!(s.caddy.write_timeout, Duration::from_millis(500));
+
+    // The largest accepted value loads; zero, longer or garbage is refused,
+    // naming the setting and where it was set.
+    let s = load(MINIMAL, &[("TART_SYNC_CADDY_WRITE_TIMEOUT", "10m")]).unwrap();
+    assert_eq!(s.caddy.write_timeout, Duration::from_secs(600));
+    for (key, value, problem) in [
+        ("TART_SYNC_CADDY_TIMEOUT", "0s", "longer than 0s"),
+        ("TART_SYNC_CADDY_WRITE_TIMEOUT", "0ms", "longer than 0s"),
+        ("TART_SYNC_CADDY_TIMEOUT", "11m", "too long"),
+        ("TART_SYNC_CADDY_WRITE_TIMEOUT", "1h", "too long"),
+        ("TART_SYNC_CADDY_WRITE_TIMEOUT", "later", "\"later\""),
+    ] {
+        let err = err_of(MINIMAL, &[(key, value)]);
+        let setting = key
+            .trim_start_matches("TART_SYNC_")
+            .to_ascii_lowercase()
+            .replacen('_', ".", 1);
+        assert_eq!(err.setting(), setting, "{key}={value}: {err}");
+        assert!(err.to_string().contains(problem), "{err}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+    let err = err_of(&format!("{MINIMAL}[caddy]\ntimeout = \"0s\"\n"), &[]);
+    assert_eq!(err.setting(), "caddy.timeout");
+    assert!(err.to_string().contains("line 8"), "{err}");
 }
 
 #[test]

@@ -539,6 +539,56 @@ async fn connection_refused_is_a_transport_error() {
     assert_no_key(&format!("{err:?}"));
 }
 
+/// A server that announces `V028` in full, sends its first `cut` bytes and
+/// closes (raw TCP: wiremock always sends whole bodies); answers one request.
+async fn cutting_server(cut: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            V028.len()
+        );
+        conn.write_all(answer.as_bytes()).await.unwrap();
+        conn.write_all(&V028.as_bytes()[..cut]).await.unwrap();
+        conn.shutdown().await.unwrap();
+    });
+    uri
+}
+
+#[tokio::test]
+async fn an_answer_cut_mid_body_is_reported_as_cut_not_as_unreachable() {
+    let cut = V028.len() / 2;
+    let uri = cutting_server(cut).await;
+    let hs = client_with_timeout(&uri, Duration::from_secs(5));
+    let err = poll_nodes(&hs, None).await.unwrap_err();
+    match &err {
+        HeadscaleError::Truncated { received, detail } => {
+            assert_eq!(*received, cut);
+            assert!(detail.contains("/api/v1/node"), "{detail}");
+        }
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("cut short after {cut} bytes")),
+        "{text}"
+    );
+    assert!(!text.contains("cannot reach"), "{text}");
+    assert_no_key(&text);
+    assert_no_key(&format!("{err:?}"));
+}
+
 #[tokio::test]
 async fn node_without_id_is_skipped() {
     let body = json!({

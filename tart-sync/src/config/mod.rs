@@ -58,6 +58,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default of `caddy.admin` (one address).
 pub const DEFAULT_CADDY_ADMIN: &str = "localhost:2019";
+/// Default of `caddy.timeout` (reads of the admin API).
+pub const DEFAULT_CADDY_TIMEOUT: Duration = caddy_client::DEFAULT_TIMEOUT;
+/// Default of `caddy.write_timeout` (config writes, each a Caddy reload).
+pub const DEFAULT_CADDY_WRITE_TIMEOUT: Duration = caddy_client::DEFAULT_WRITE_TIMEOUT;
+/// Longest accepted `caddy.timeout` and `caddy.write_timeout`: a Caddy that
+/// has not answered a request in ten minutes is not going to, and the
+/// reconcile task of that Caddy waits this long.
+pub const MAX_CADDY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest connect timeout of an admin API client ([`CaddySettings::client_builder`]).
+pub const MAX_CADDY_CONNECT_TIMEOUT: Duration = caddy_client::DEFAULT_CONNECT_TIMEOUT;
 /// Default of `routes.upstream_port`.
 pub const DEFAULT_UPSTREAM_PORT: u16 = 80;
 /// Default of `routes.offline_grace`.
@@ -141,6 +151,34 @@ pub struct CaddySettings {
     /// (`:port` is normalised to `localhost:port`, `tcp/` dropped),
     /// `http://…`, `https://…` or `unix//path/to.sock`. Never empty.
     pub admin: Vec<String>,
+    /// `caddy.timeout`: limit of one read (GET) of the admin API, connecting
+    /// and the whole answer included.
+    pub timeout: Duration,
+    /// `caddy.write_timeout`: limit of one config write (`PATCH`, `PUT`,
+    /// ...), which reloads Caddy; an admin API that hangs on a write holds
+    /// that Caddy's reconcile for this long at most.
+    pub write_timeout: Duration,
+}
+
+impl CaddySettings {
+    /// A client builder for the admin API at `address` with these settings'
+    /// timeouts (the connect timeout is `caddy.timeout`, at most
+    /// [`MAX_CADDY_CONNECT_TIMEOUT`]). The one place a client is built from
+    /// the settings: the reconcile ([`crate::reconcile::Instance::new`]),
+    /// `check`, and the status page (which shortens the read timeout) use it.
+    pub fn client_builder(&self, address: &str) -> caddy_client::ClientBuilder {
+        caddy_client::Client::builder()
+            .address(address)
+            .timeout(self.timeout)
+            .write_timeout(self.write_timeout)
+            .connect_timeout(self.timeout.min(MAX_CADDY_CONNECT_TIMEOUT))
+    }
+
+    /// [`CaddySettings::client_builder`], built: a client for the admin API
+    /// at `address`. Fails only when the address cannot be used.
+    pub fn client(&self, address: &str) -> Result<caddy_client::Client, caddy_client::Error> {
+        self.client_builder(address).build()
+    }
 }
 
 /// `[routes]` settings.
@@ -247,6 +285,10 @@ struct HeadscaleInput {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 struct CaddyInput {
     admin: Option<Vec<String>>,
+    #[serde(with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    write_timeout: Option<Duration>,
 }
 
 #[derive(Default, Deserialize)]

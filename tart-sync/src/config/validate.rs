@@ -12,10 +12,11 @@ use super::source::{Origin, Sources};
 use super::{
     env_var_name, ApiKey, CaddyInput, CaddySettings, ConfigError, HeadscaleInput,
     HeadscaleSettings, Input, RouteMode, RouteSettings, RoutesInput, SecretFile, Settings,
-    StatusInput, StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN, DEFAULT_ID_PREFIX,
-    DEFAULT_OFFLINE_GRACE, DEFAULT_POLL_INTERVAL, DEFAULT_STATUS_LISTEN,
-    DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT, DEFAULT_UPSTREAM_PORT, MAX_ID_PREFIX_LEN,
-    MAX_OFFLINE_GRACE, MAX_POLL_INTERVAL, MAX_STREAM_CLOSE_DELAY, MAX_TIMEOUT, MIN_POLL_INTERVAL,
+    StatusInput, StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN, DEFAULT_CADDY_TIMEOUT,
+    DEFAULT_CADDY_WRITE_TIMEOUT, DEFAULT_ID_PREFIX, DEFAULT_OFFLINE_GRACE, DEFAULT_POLL_INTERVAL,
+    DEFAULT_STATUS_LISTEN, DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT, DEFAULT_UPSTREAM_PORT,
+    MAX_CADDY_TIMEOUT, MAX_ID_PREFIX_LEN, MAX_OFFLINE_GRACE, MAX_POLL_INTERVAL,
+    MAX_STREAM_CLOSE_DELAY, MAX_TIMEOUT, MIN_POLL_INTERVAL,
 };
 use crate::headscale::is_valid_dns_label;
 
@@ -213,21 +214,51 @@ fn api_key(
 
 fn caddy(c: CaddyInput, src: &Sources<'_>) -> Result<CaddySettings, ConfigError> {
     const SETTING: &str = "caddy.admin";
-    let Some(given) = c.admin else {
-        let admin = vec![DEFAULT_CADDY_ADMIN.to_owned()];
-        return Ok(CaddySettings { admin });
-    };
-    if given.is_empty() {
-        bail!(src, SETTING, "needs at least one admin address");
-    }
-    let mut admin: Vec<String> = Vec::with_capacity(given.len());
-    for text in &given {
-        let address = admin_address(text).map_err(|problem| src.invalid(SETTING, problem))?;
-        if !admin.contains(&address) {
-            admin.push(address);
+    let timeout = caddy_timeout(src, "caddy.timeout", c.timeout, DEFAULT_CADDY_TIMEOUT)?;
+    let write_timeout = caddy_timeout(
+        src,
+        "caddy.write_timeout",
+        c.write_timeout,
+        DEFAULT_CADDY_WRITE_TIMEOUT,
+    )?;
+    let admin = match c.admin {
+        None => vec![DEFAULT_CADDY_ADMIN.to_owned()],
+        Some(given) if given.is_empty() => {
+            bail!(src, SETTING, "needs at least one admin address")
         }
+        Some(given) => {
+            let mut admin: Vec<String> = Vec::with_capacity(given.len());
+            for text in &given {
+                let address =
+                    admin_address(text).map_err(|problem| src.invalid(SETTING, problem))?;
+                if !admin.contains(&address) {
+                    admin.push(address);
+                }
+            }
+            admin
+        }
+    };
+    Ok(CaddySettings {
+        admin,
+        timeout,
+        write_timeout,
+    })
+}
+
+/// `caddy.timeout` or `caddy.write_timeout`: longer than zero, at most
+/// [`MAX_CADDY_TIMEOUT`].
+fn caddy_timeout(
+    src: &Sources<'_>,
+    setting: &str,
+    given: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let timeout = given.unwrap_or(default);
+    if timeout.is_zero() {
+        bail!(src, setting, "must be longer than 0s");
     }
-    Ok(CaddySettings { admin })
+    at_most(src, setting, timeout, MAX_CADDY_TIMEOUT)?;
+    Ok(timeout)
 }
 
 /// One admin address, read by caddy-client's parser (the one its client

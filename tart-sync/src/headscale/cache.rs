@@ -150,8 +150,17 @@ impl Incoming<'_> {
 
 impl Drop for Incoming<'_> {
     fn drop(&mut self) {
+        let mut body = std::mem::take(&mut self.body);
+        if self.list.is_none() {
+            // A failed, refused or cancelled read: what arrived is of no use,
+            // and may be far larger than a good answer (a flood is read up to
+            // MAX_BODY_BYTES before it is refused). Keep no more room than
+            // the previous answer needed, not the flood until the next poll.
+            body.clear();
+            body.shrink_to(self.previous_len);
+        }
         let kept = Kept {
-            body: std::mem::take(&mut self.body),
+            body,
             list: self.list.take(),
         };
         *self.cache.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(kept);
@@ -253,6 +262,39 @@ mod tests {
         let again = feed(&cache, &body, 64);
         assert!(again.is_ok_and(|s| s.changed && s.list.nodes.len() == 3));
         assert!(feed(&cache, &body, 64).is_ok_and(|s| !s.changed));
+    }
+
+    /// The room kept for the next answer.
+    fn kept_capacity(cache: &ListCache) -> usize {
+        let kept = cache.last.lock().unwrap_or_else(|e| e.into_inner());
+        kept.as_ref().map_or(0, |k| k.body.capacity())
+    }
+
+    #[test]
+    fn a_flood_that_failed_is_not_kept() {
+        let cache = ListCache::default();
+        let good = body(3);
+        assert!(feed(&cache, &good, 64).is_ok());
+        let room = kept_capacity(&cache);
+        assert!(room < 64 * 1024, "{room}");
+        // 8 MB arrive and the read fails (too large, cut, timed out).
+        {
+            let mut incoming = cache.begin(0);
+            for _ in 0..128 {
+                incoming.push(&[b' '; 64 * 1024]);
+            }
+        }
+        let room = kept_capacity(&cache);
+        assert!(
+            room <= good.len().max(64 * 1024),
+            "{room} bytes kept after a failed read of 8 MB"
+        );
+        // The same for an answer that arrived in full and did not parse.
+        assert!(cache.parse(&vec![b'x'; 4 << 20]).is_err());
+        assert!(kept_capacity(&cache) < 64 * 1024);
+        // Polls go on as before.
+        assert!(feed(&cache, &good, 64).is_ok_and(|s| s.changed));
+        assert!(feed(&cache, &good, 64).is_ok_and(|s| !s.changed));
     }
 
     #[test]

@@ -338,10 +338,17 @@ impl HeadscaleClient {
         shown: &str,
         received: usize,
     ) -> Result<Option<bytes::Bytes>, HeadscaleError> {
-        let chunk = response
-            .chunk()
-            .await
-            .map_err(|e| self.request_error(shown, e))?;
+        let chunk = response.chunk().await.map_err(|e| {
+            if e.is_timeout() {
+                self.request_error(shown, e)
+            } else {
+                // The answer had begun: headscale was reached, its answer broke off.
+                HeadscaleError::Truncated {
+                    received,
+                    detail: format!("GET {shown}: {}", error_chain(&e.without_url())),
+                }
+            }
+        })?;
         if chunk
             .as_ref()
             .is_some_and(|c| received.saturating_add(c.len()) > MAX_BODY_BYTES)

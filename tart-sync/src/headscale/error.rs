@@ -45,6 +45,19 @@ pub enum HeadscaleError {
         /// The timeout that elapsed.
         after: Duration,
     },
+    /// headscale's answer broke off before it was complete: the connection
+    /// closed or failed in the middle of the body.
+    #[error(
+        "headscale's answer was cut short after {received} bytes ({detail}): headscale \
+         restarted, or something between tart-sync and headscale (a proxy, its timeouts or \
+         body limits) cut the connection; asking again at the next poll"
+    )]
+    Truncated {
+        /// Body bytes received before it broke off.
+        received: usize,
+        /// The request and what the connection reported.
+        detail: String,
+    },
     /// The answer is not the expected JSON (garbage, HTML or truncated).
     #[error("cannot decode headscale's answer: {detail}")]
     Decode {

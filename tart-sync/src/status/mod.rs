@@ -74,12 +74,12 @@ impl AppState {
 
 /// The status server's routes (see the module documentation) with its layers.
 ///
-/// Builds one admin API client per configured Caddy (2 s timeouts) to read
+/// Builds one admin API client per configured Caddy (reads limited to 2 s) to read
 /// upstream health when a page is rendered; a Caddy whose client cannot be
 /// built is simply shown without health.
 pub fn router(ctx: Arc<Context>) -> Router {
     let state = AppState {
-        health: HealthSource::new(&ctx.settings.caddy.admin),
+        health: HealthSource::new(&ctx.settings.caddy),
         ctx,
     };
     let header =

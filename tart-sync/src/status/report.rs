@@ -72,6 +72,7 @@ use caddy_client::{Client, UpstreamStatus};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::config::CaddySettings;
 use crate::context::{CaddyStatus, Context, HeadscaleStatus, SyncState};
 use crate::desired::{NodeState, Skipped};
 use crate::layout::Ids;
@@ -145,21 +146,24 @@ fn merge_health(answers: &[Option<Vec<UpstreamStatus>>]) -> Health {
     any.then_some(out)
 }
 
-/// One admin API client per configured Caddy (2 s timeouts), built once, to
-/// read upstream health; a Caddy whose client cannot be built is shown
-/// without health.
+/// One admin API client per configured Caddy, built once, to read upstream
+/// health: built like the reconcile's ([`CaddySettings::client_builder`]),
+/// with reads limited to [`UPSTREAMS_TIMEOUT`] (a page must not wait long);
+/// a Caddy whose client cannot be built is shown without health.
 #[derive(Clone)]
 pub(super) struct HealthSource(Arc<Vec<Option<Client>>>);
 
 impl HealthSource {
-    pub(super) fn new(admin: &[String]) -> HealthSource {
-        let clients = admin
+    pub(super) fn new(caddy: &CaddySettings) -> HealthSource {
+        let read = caddy.timeout.min(UPSTREAMS_TIMEOUT);
+        let clients = caddy
+            .admin
             .iter()
             .map(|a| {
-                Client::builder()
-                    .address(a)
-                    .timeout(UPSTREAMS_TIMEOUT)
-                    .connect_timeout(UPSTREAMS_TIMEOUT)
+                caddy
+                    .client_builder(a)
+                    .timeout(read)
+                    .connect_timeout(read)
                     .build()
                     .map_err(|e| tracing::debug!(caddy = %a, error = %e, "no upstream health for this Caddy"))
                     .ok()
