@@ -501,7 +501,7 @@ pub fn instances(settings: &Settings) -> Result<Vec<Instance>, SyncError> {
         .caddy
         .admin
         .iter()
-        .map(|a| Instance::new(a).map_err(SyncError::from))
+        .map(|a| Instance::from_settings(&settings.caddy, a).map_err(SyncError::from))
         .collect()
 }
 

@@ -242,7 +242,7 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     let targets = desired.targets();
     let mut code = ExitCode::SUCCESS;
     for address in &ctx.settings.caddy.admin {
-        let inst = match Instance::new(address) {
+        let inst = match Instance::from_settings(&ctx.settings.caddy, address) {
             Ok(i) => i,
             Err(e) => {
                 eprintln!("tart-sync: {address}: {e}");
@@ -304,7 +304,7 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     }
     let site = tart_sync::layout::site_host(&ctx.settings.routes);
     for address in &ctx.settings.caddy.admin {
-        let client = match caddy_client::Client::new(address) {
+        let client = match ctx.settings.caddy.client(address) {
             Ok(c) => c,
             Err(e) => {
                 problems += 1;

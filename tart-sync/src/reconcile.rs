@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::{debug_span, Instrument};
 
-use crate::config::RouteSettings;
+use crate::config::{CaddySettings, RouteSettings};
 use crate::contest::{Contest, Verdict};
 use crate::desired::Targets;
 use crate::layout::{self, Diff, Features, Ids, RouteForm};
@@ -167,11 +167,24 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// An instance for an admin address.
+    /// An instance for an admin address, with a plain client (no
+    /// `caddy.tls_*` settings): for tools and tests. The daemon uses
+    /// [`Instance::from_settings`].
     pub fn new(address: &str) -> Result<Instance, CaddyError> {
-        Ok(Instance {
+        Ok(Instance::with_client(address, Client::new(address)?))
+    }
+
+    /// An instance for one of `caddy.admin`'s addresses, its client built by
+    /// [`CaddySettings::client`] (so `caddy.tls_*` apply).
+    pub fn from_settings(caddy: &CaddySettings, address: &str) -> Result<Instance, CaddyError> {
+        Ok(Instance::with_client(address, caddy.client(address)?))
+    }
+
+    /// An instance for `address` that talks through `client`.
+    pub fn with_client(address: &str, client: Client) -> Instance {
+        Instance {
             address: address.to_string(),
-            client: Client::new(address)?,
+            client,
             features: None,
             guard: Guard::default(),
             contest: Contest::default(),
@@ -179,7 +192,7 @@ impl Instance {
             rev_memo: None,
             last_full_check: None,
             full_check_every: FULL_CHECK_EVERY,
-        })
+        }
     }
 
     /// The admin address as configured.

@@ -79,7 +79,7 @@ impl AppState {
 /// built is simply shown without health.
 pub fn router(ctx: Arc<Context>) -> Router {
     let state = AppState {
-        health: HealthSource::new(&ctx.settings.caddy.admin),
+        health: HealthSource::new(&ctx.settings.caddy),
         ctx,
     };
     let header =

@@ -72,6 +72,7 @@ use caddy_client::{Client, UpstreamStatus};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::config::CaddySettings;
 use crate::controller::{CaddyStatus, Context, HeadscaleStatus, SyncState};
 use crate::desired::{NodeState, Skipped};
 use crate::layout::Ids;
@@ -152,12 +153,13 @@ fn merge_health(answers: &[Option<Vec<UpstreamStatus>>]) -> Health {
 pub(super) struct HealthSource(Arc<Vec<Option<Client>>>);
 
 impl HealthSource {
-    pub(super) fn new(admin: &[String]) -> HealthSource {
-        let clients = admin
+    pub(super) fn new(caddy: &CaddySettings) -> HealthSource {
+        let clients = caddy
+            .admin
             .iter()
             .map(|a| {
-                Client::builder()
-                    .address(a)
+                caddy
+                    .client_builder(a)
                     .timeout(UPSTREAMS_TIMEOUT)
                     .connect_timeout(UPSTREAMS_TIMEOUT)
                     .build()
