@@ -526,7 +526,7 @@ impl ClientBuilder {
         let address = AdminAddress::parse(raw)?;
         let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let builder_err = |what: &str, e: reqwest::Error| Error::Builder {
-            reason: format!("{what}: {e}"),
+            reason: format!("{what}: {}", crate::error::chain(&e)),
         };
         let (base, mut host) = match &address {
             AdminAddress::Tcp { scheme, host, port } => (format!("{scheme}://{host}:{port}"), None),

@@ -170,7 +170,10 @@ pub enum Error {
         request: String,
     },
     /// The connection to the admin endpoint could not be made or broke.
-    #[error("{request}: cannot reach Caddy's admin API: {source}; is Caddy running and is the admin address right?")]
+    ///
+    /// The message names every cause (e.g. the TLS alert Caddy sent), and a
+    /// failed TLS handshake says which TLS setting to check.
+    #[error("{request}: cannot reach Caddy's admin API: {}; {}", chain(source.as_ref()), transport_hint(source.as_ref()))]
     Transport {
         /// The request.
         request: String,
@@ -207,6 +210,36 @@ pub enum Error {
     /// A value could not be encoded as JSON.
     #[error("cannot encode the request body as JSON: {0}")]
     Encode(#[source] serde_json::Error),
+}
+
+/// An error and its sources, joined with `: ` (a text already shown is dropped).
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    parts.join(": ")
+}
+
+/// What to check after a transport error: the TLS settings when the TLS
+/// layer failed (rustls names certificates and alerts in its messages), else
+/// whether Caddy runs at that address.
+fn transport_hint(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    let text = chain(e).to_ascii_lowercase();
+    if text.contains("invalid peer certificate") {
+        "check TLS: the client's root CA must be the one that signed the admin endpoint's \
+         certificate (admin.identity's issuer), and the address must be a name or IP it was issued for"
+    } else if text.contains("alert") || text.contains("certificate") || text.contains("tls") {
+        "check TLS: the admin endpoint refused the client certificate (it needs one, \
+         listed in admin.remote's access_control)"
+    } else {
+        "is Caddy running and is the admin address right?"
+    }
 }
 
 impl Error {

@@ -167,12 +167,17 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// An instance for the admin API at `address`, its client built with
-    /// the `[caddy]` settings' timeouts ([`CaddySettings::client`]).
+    /// An instance for one of `caddy.admin`'s addresses, its client built by
+    /// [`CaddySettings::client`] (timeouts and `caddy.tls_*` apply).
     pub fn new(address: &str, caddy: &CaddySettings) -> Result<Instance, CaddyError> {
-        Ok(Instance {
+        Ok(Instance::with_client(address, caddy.client(address)?))
+    }
+
+    /// An instance for `address` that talks through `client`.
+    pub fn with_client(address: &str, client: Client) -> Instance {
+        Instance {
             address: address.to_string(),
-            client: caddy.client(address)?,
+            client,
             features: None,
             guard: Guard::default(),
             contest: Contest::default(),
@@ -180,7 +185,7 @@ impl Instance {
             rev_memo: None,
             last_full_check: None,
             full_check_every: FULL_CHECK_EVERY,
-        })
+        }
     }
 
     /// The admin address as configured.

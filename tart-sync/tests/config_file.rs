@@ -713,3 +713,206 @@ fn secret_files_readable_by_others_are_reported() {
         .exposed_secrets()
         .is_empty());
 }
+
+/// A self-signed client certificate and its key, both PEM.
+fn client_cert(name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// `ca.pem`, `cert.pem` and `key.pem` (mode 0600) in a new directory.
+fn tls_files() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = client_cert("ca.test");
+    let (cert, key) = client_cert("tart-sync");
+    std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.path().join("key.pem"), private).unwrap();
+    }
+    (dir, key)
+}
+
+/// `[caddy]` with an https admin address and these TLS lines.
+fn with_caddy_tls(lines: &str) -> String {
+    format!("{MINIMAL}[caddy]\nadmin = \"https://caddy.internal:2021\"\n{lines}")
+}
+
+#[test]
+fn caddy_tls_files_are_read_relative_to_the_config_file() {
+    let (dir, key) = tls_files();
+    let text = with_caddy_tls(
+        "tls_ca_file = \"ca.pem\"\ntls_cert_file = \"cert.pem\"\ntls_key_file = \"key.pem\"\n",
+    );
+    let config = dir.path().join("tart-sync.toml");
+    let s = Settings::from_sources(Some(&text), &no_env(), Some(&config)).unwrap();
+    let ca = s.caddy.tls_ca.as_ref().unwrap();
+    assert_eq!(ca.path, dir.path().join("ca.pem"));
+    let id = s.caddy.tls_identity.as_ref().unwrap();
+    assert_eq!(id.cert_file, dir.path().join("cert.pem"));
+    assert_eq!(id.key_file, dir.path().join("key.pem"));
+    let client = s.caddy.client("https://caddy.internal:2021").unwrap();
+    assert_eq!(client.address().to_string(), "https://caddy.internal:2021");
+    // The key never shows, whichever way the settings are printed.
+    let body = key.lines().nth(1).unwrap();
+    for shown in [
+        format!("{s:?}"),
+        format!("{:?}", s.caddy),
+        format!("{id:?}"),
+    ] {
+        assert!(!shown.contains(body), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+    assert!(s.exposed_secrets().is_empty(), "{:?}", s.exposed_secrets());
+}
+
+#[test]
+fn caddy_tls_files_from_the_environment() {
+    let (dir, _) = tls_files();
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    let s = load(
+        MINIMAL,
+        &[
+            ("TART_SYNC_CADDY_ADMIN", "https://127.0.0.1:2021"),
+            ("TART_SYNC_CADDY_TLS_CA_FILE", &ca),
+            ("TART_SYNC_CADDY_TLS_CERT_FILE", &cert),
+            ("TART_SYNC_CADDY_TLS_KEY_FILE", &key),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.caddy.tls_ca.unwrap().path, Path::new(&ca));
+    assert_eq!(s.caddy.tls_identity.unwrap().key_file, Path::new(&key));
+    // Without TLS settings there is neither.
+    let s = load(MINIMAL, &[]).unwrap();
+    assert!(s.caddy.tls_ca.is_none() && s.caddy.tls_identity.is_none());
+}
+
+#[test]
+fn caddy_tls_problems_name_the_setting_and_the_file() {
+    let (dir, key) = tls_files();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    std::fs::write(dir.path().join("junk.pem"), "not pem at all\n").unwrap();
+    let (_, other_key) = client_cert("someone-else");
+    std::fs::write(dir.path().join("other-key.pem"), other_key).unwrap();
+    let key_body = key.lines().nth(1).unwrap().to_owned();
+    let cases = [
+        // (TLS lines, setting, words of the message)
+        (
+            format!("tls_ca_file = {:?}\n", p("missing.pem")),
+            "caddy.tls_ca_file",
+            vec!["cannot read", "missing.pem"],
+        ),
+        (
+            format!("tls_ca_file = {:?}\n", p("junk.pem")),
+            "caddy.tls_ca_file",
+            vec!["junk.pem", "no PEM certificate"],
+        ),
+        (
+            format!("tls_ca_file = {:?}\n", p("key.pem")),
+            "caddy.tls_ca_file",
+            vec!["key.pem", "no PEM certificate"],
+        ),
+        (
+            format!("tls_cert_file = {:?}\n", p("cert.pem")),
+            "caddy.tls_key_file",
+            vec!["required when caddy.tls_cert_file is set"],
+        ),
+        (
+            format!("tls_key_file = {:?}\n", p("key.pem")),
+            "caddy.tls_cert_file",
+            vec!["required when caddy.tls_key_file is set"],
+        ),
+        (
+            format!(
+                "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                p("key.pem"),
+                p("key.pem")
+            ),
+            "caddy.tls_cert_file",
+            vec!["key.pem", "no PEM certificate"],
+        ),
+        (
+            format!(
+                "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                p("cert.pem"),
+                p("cert.pem")
+            ),
+            "caddy.tls_key_file",
+            vec!["cert.pem", "no PEM private key"],
+        ),
+        (
+            format!(
+                "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+                p("cert.pem"),
+                p("other-key.pem")
+            ),
+            "caddy.tls_key_file",
+            vec![
+                "other-key.pem",
+                "is not the private key of the certificate in",
+            ],
+        ),
+    ];
+    for (lines, setting, words) in cases {
+        let err = err_of(&with_caddy_tls(&lines), &[]);
+        let msg = err.to_string();
+        assert_eq!(err.setting(), setting, "{lines}: {msg}");
+        for word in words {
+            assert!(msg.contains(word), "{lines}: {word:?} not in {msg}");
+        }
+        if !msg.contains("required") {
+            assert!(msg.contains("line "), "where it was set: {msg}");
+        }
+        assert!(!msg.contains(&key_body), "the key leaked: {msg}");
+        assert!(!format!("{err:?}").contains(&key_body), "the key leaked");
+    }
+}
+
+#[test]
+fn caddy_tls_needs_an_https_admin_address() {
+    let (dir, _) = tls_files();
+    let ca = dir.path().join("ca.pem").display().to_string();
+    for admin in [
+        "localhost:2019",
+        "http://10.0.0.2:2021",
+        "unix//run/caddy.sock",
+    ] {
+        let text = format!("{MINIMAL}[caddy]\nadmin = {admin:?}\ntls_ca_file = {ca:?}\n");
+        let err = err_of(&text, &[]);
+        assert_eq!(err.setting(), "caddy.tls_ca_file", "{err}");
+        assert!(err.to_string().contains("https://host:port"), "{err}");
+    }
+    // One https address among others is enough: TLS applies to it.
+    let text = format!(
+        "{MINIMAL}[caddy]\nadmin = [\"localhost:2019\", \"https://10.0.0.2:2021\"]\ntls_ca_file = {ca:?}\n"
+    );
+    assert!(load(&text, &[]).is_ok());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_tls_key_file_readable_by_others_is_reported() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, key) = tls_files();
+    let key_file = dir.path().join("key.pem");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let text = with_caddy_tls(&format!(
+        "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
+        dir.path().join("cert.pem").display().to_string(),
+        key_file.display().to_string()
+    ));
+    let problems = load(&text, &[]).unwrap().exposed_secrets();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("caddy.tls_key_file"), "{problems:?}");
+    assert!(problems[0].contains("mode 0640"), "{problems:?}");
+    assert!(!problems[0].contains(key.lines().nth(1).unwrap()));
+}

@@ -51,6 +51,46 @@ impl Rig {
             caddyfile,
             &[("TART_SITE", &site), ("TART_WILDCARD_SITE", &wildcard)],
         )?;
+        Some(Rig::around(caddy, http_port, names).await)
+    }
+
+    /// [`Rig::start`] with `Caddyfile.example` adapted to JSON by Caddy `v`
+    /// itself and changed by `edit` before Caddy starts (for settings only
+    /// JSON has, like `admin.remote`). The harness places the local admin
+    /// endpoint, as with [`Caddy::start`].
+    pub async fn start_json(
+        v: Version,
+        names: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Option<Rig> {
+        let bin = v.binary()?;
+        let http_port = free_port();
+        let dir = crate::temp_dir("adapt");
+        let file = dir.path().join("Caddyfile");
+        std::fs::write(&file, caddyfile_example()).unwrap();
+        let out = std::process::Command::new(bin)
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(&file)
+            .env("TART_SITE", format!("http://{DOMAIN}:{http_port}"))
+            .env(
+                "TART_WILDCARD_SITE",
+                format!("http://*.{DOMAIN}:{http_port}"),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "caddy adapt: {out:?}");
+        let mut config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // The harness chooses the local admin address.
+        if let Some(admin) = config["admin"].as_object_mut() {
+            admin.remove("listen");
+        }
+        edit(&mut config);
+        let caddy = Caddy::start(v, config)?;
+        Some(Rig::around(caddy, http_port, names).await)
+    }
+
+    /// The backends and the headscale stand-in around a running Caddy.
+    async fn around(caddy: Caddy, http_port: u16, names: &[&str]) -> Rig {
         let (upstream_port, fleet) = start_fleet(names).await;
         let hs = Headscale::start().await;
         // No pooling: every Caddy reload closes kept-alive connections, which is Caddy's behaviour, not ours.
@@ -60,14 +100,14 @@ impl Rig {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        Some(Rig {
+        Rig {
             caddy,
             hs,
             http_port,
             upstream_port,
             fleet,
             http,
-        })
+        }
     }
 
     /// Simulated nodes for the fleet, all online: id i+1, the backend's name and address.

@@ -4,6 +4,9 @@
 //! Every key of the file can also be set through the environment, e.g.
 //! `TART_SYNC_HEADSCALE_URL`, `TART_SYNC_HEADSCALE_API_KEY_FILE` or
 //! `TART_SYNC_ROUTES_DOMAIN`. The environment overrides the file, key by key.
+//! File paths written in the file (`headscale.api_key_file`,
+//! `caddy.tls_*_file`) are relative to the file's directory; from the
+//! environment, to the working directory.
 //! List settings (`headscale.tags`, `caddy.admin`, `routes.reserved`) are comma-separated in the
 //! environment. An environment variable that is set but empty (or only
 //! whitespace) counts as unset. The file itself is optional when every
@@ -31,6 +34,7 @@
 mod error;
 mod secret;
 mod source;
+mod tls;
 mod validate;
 
 use std::fs;
@@ -43,6 +47,7 @@ use url::Url;
 
 pub use error::ConfigError;
 pub use secret::{ApiKey, SecretFile};
+pub use tls::{CaFile, ClientIdentity};
 
 /// Prefix of every environment variable tart-sync reads for its settings.
 pub const ENV_PREFIX: &str = "TART_SYNC_";
@@ -108,9 +113,14 @@ impl Settings {
     /// Problems with files that hold a secret: readable by group or others.
     /// `check` reports them, `run` warns about them.
     pub fn exposed_secrets(&self) -> Vec<String> {
+        let key_file = self.caddy.tls_identity.as_ref().map(|id| SecretFile {
+            path: id.key_file.clone(),
+            setting: "caddy.tls_key_file",
+        });
         self.headscale
             .secret_file
             .iter()
+            .chain(key_file.iter())
             .filter_map(SecretFile::exposure)
             .collect()
     }
@@ -158,27 +168,15 @@ pub struct CaddySettings {
     /// ...), which reloads Caddy; an admin API that hangs on a write holds
     /// that Caddy's reconcile for this long at most.
     pub write_timeout: Duration,
-}
-
-impl CaddySettings {
-    /// A client builder for the admin API at `address` with these settings'
-    /// timeouts (the connect timeout is `caddy.timeout`, at most
-    /// [`MAX_CADDY_CONNECT_TIMEOUT`]). The one place a client is built from
-    /// the settings: the reconcile ([`crate::reconcile::Instance::new`]),
-    /// `check`, and the status page (which shortens the read timeout) use it.
-    pub fn client_builder(&self, address: &str) -> caddy_client::ClientBuilder {
-        caddy_client::Client::builder()
-            .address(address)
-            .timeout(self.timeout)
-            .write_timeout(self.write_timeout)
-            .connect_timeout(self.timeout.min(MAX_CADDY_CONNECT_TIMEOUT))
-    }
-
-    /// [`CaddySettings::client_builder`], built: a client for the admin API
-    /// at `address`. Fails only when the address cannot be used.
-    pub fn client(&self, address: &str) -> Result<caddy_client::Client, caddy_client::Error> {
-        self.client_builder(address).build()
-    }
+    /// `caddy.tls_ca_file`: root CA certificates to trust for `https://`
+    /// admin addresses, besides the system's (e.g. Caddy's internal CA that
+    /// signed `admin.identity`'s certificate). Read and checked at load time.
+    pub tls_ca: Option<CaFile>,
+    /// `caddy.tls_cert_file` and `caddy.tls_key_file`: the client certificate
+    /// presented to `https://` admin addresses (Caddy's `admin.remote`
+    /// requires one listed in its `access_control`). Read and checked at
+    /// load time.
+    pub tls_identity: Option<ClientIdentity>,
 }
 
 /// `[routes]` settings.
@@ -289,6 +287,9 @@ struct CaddyInput {
     timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     write_timeout: Option<Duration>,
+    tls_ca_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]

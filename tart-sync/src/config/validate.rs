@@ -9,6 +9,7 @@ use caddy_client::AdminAddress;
 use url::Url;
 
 use super::source::{Origin, Sources};
+use super::tls::{self, IdentityProblem};
 use super::{
     env_var_name, ApiKey, CaddyInput, CaddySettings, ConfigError, HeadscaleInput,
     HeadscaleSettings, Input, RouteMode, RouteSettings, RoutesInput, SecretFile, Settings,
@@ -181,11 +182,7 @@ fn api_key(
     let file_var = env_var_name("headscale", "api_key_file");
     match (file, inline) {
         (Some(path), None) if !path.as_os_str().is_empty() => {
-            // Relative to the config file when written there.
-            let path = match (src.origin(FILE), src.path.and_then(Path::parent)) {
-                (Some(Origin::File(_)), Some(dir)) if path.is_relative() => dir.join(path),
-                _ => path,
-            };
+            let path = resolve(src, FILE, path);
             let key = ApiKey::read(&path).map_err(|problem| src.invalid(FILE, problem))?;
             Ok((key, Some(path)))
         }
@@ -212,6 +209,15 @@ fn api_key(
     }
 }
 
+/// A path as written for `setting`: relative to the config file's
+/// directory when written in the file, else as given.
+fn resolve(src: &Sources<'_>, setting: &str, path: PathBuf) -> PathBuf {
+    match (src.origin(setting), src.path.and_then(Path::parent)) {
+        (Some(Origin::File(_)), Some(dir)) if path.is_relative() => dir.join(path),
+        _ => path,
+    }
+}
+
 fn caddy(c: CaddyInput, src: &Sources<'_>) -> Result<CaddySettings, ConfigError> {
     const SETTING: &str = "caddy.admin";
     let timeout = caddy_timeout(src, "caddy.timeout", c.timeout, DEFAULT_CADDY_TIMEOUT)?;
@@ -221,14 +227,14 @@ fn caddy(c: CaddyInput, src: &Sources<'_>) -> Result<CaddySettings, ConfigError>
         c.write_timeout,
         DEFAULT_CADDY_WRITE_TIMEOUT,
     )?;
-    let admin = match c.admin {
+    let admin = match &c.admin {
         None => vec![DEFAULT_CADDY_ADMIN.to_owned()],
         Some(given) if given.is_empty() => {
             bail!(src, SETTING, "needs at least one admin address")
         }
         Some(given) => {
             let mut admin: Vec<String> = Vec::with_capacity(given.len());
-            for text in &given {
+            for text in given {
                 let address =
                     admin_address(text).map_err(|problem| src.invalid(SETTING, problem))?;
                 if !admin.contains(&address) {
@@ -238,10 +244,13 @@ fn caddy(c: CaddyInput, src: &Sources<'_>) -> Result<CaddySettings, ConfigError>
             admin
         }
     };
+    let (tls_ca, tls_identity) = caddy_tls(&c, &admin, src)?;
     Ok(CaddySettings {
         admin,
         timeout,
         write_timeout,
+        tls_ca,
+        tls_identity,
     })
 }
 
@@ -259,6 +268,70 @@ fn caddy_timeout(
     }
     at_most(src, setting, timeout, MAX_CADDY_TIMEOUT)?;
     Ok(timeout)
+}
+
+/// `caddy.tls_ca_file`, `caddy.tls_cert_file` and `caddy.tls_key_file`:
+/// files read and checked now; cert and key go together; set only with an
+/// `https://` admin address, the only kind they apply to.
+fn caddy_tls(
+    c: &CaddyInput,
+    admin: &[String],
+    src: &Sources<'_>,
+) -> Result<(Option<tls::CaFile>, Option<tls::ClientIdentity>), ConfigError> {
+    const CA: &str = "caddy.tls_ca_file";
+    const CERT: &str = "caddy.tls_cert_file";
+    const KEY: &str = "caddy.tls_key_file";
+    let given = |path: &Option<PathBuf>| path.clone().filter(|p| !p.as_os_str().is_empty());
+    let (ca, cert, key) = (
+        given(&c.tls_ca_file),
+        given(&c.tls_cert_file),
+        given(&c.tls_key_file),
+    );
+    let first_set = [(CA, &ca), (CERT, &cert), (KEY, &key)]
+        .into_iter()
+        .find_map(|(setting, path)| path.as_ref().map(|_| setting));
+    if let Some(setting) = first_set {
+        if !admin.iter().any(|a| a.starts_with("https://")) {
+            bail!(
+                src,
+                setting,
+                "applies only to https:// admin addresses and caddy.admin has none \
+                 (write the remote admin endpoint as https://host:port)"
+            );
+        }
+    }
+    let tls_ca = ca
+        .map(|path| tls::ca_file(resolve(src, CA, path)).map_err(|p| src.invalid(CA, p)))
+        .transpose()?;
+    let tls_identity = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (resolve(src, CERT, cert), resolve(src, KEY, key));
+            Some(
+                tls::client_identity(cert, key).map_err(|problem| match problem {
+                    IdentityProblem::Cert(p) => src.invalid(CERT, p),
+                    IdentityProblem::Key(p) => src.invalid(KEY, p),
+                })?,
+            )
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            let var = env_var_name("caddy", "tls_key_file");
+            bail!(
+                src,
+                KEY,
+                "required when caddy.tls_cert_file is set (the client certificate's private key; env {var})"
+            );
+        }
+        (None, Some(_)) => {
+            let var = env_var_name("caddy", "tls_cert_file");
+            bail!(
+                src,
+                CERT,
+                "required when caddy.tls_key_file is set (the client certificate, PEM; env {var})"
+            );
+        }
+    };
+    Ok((tls_ca, tls_identity))
 }
 
 /// One admin address, read by caddy-client's parser (the one its client
