@@ -37,6 +37,9 @@ COPY --from=build /out/tart-sync /usr/local/bin/tart-sync
 USER nonroot:nonroot
 # In a container the status server must listen on all interfaces to be
 # reachable at all; publish the port only where it should be seen.
+# Listening on every address: the status server still answers only to the Host
+# names localhost, 127.0.0.1, [::1] and those in TART_SYNC_STATUS_ALLOWED_HOSTS
+# (comma-separated); set it to the names used to reach the status page.
 ENV TART_SYNC_STATUS_LISTEN=0.0.0.0:9180
 EXPOSE 9180
 ENTRYPOINT ["tart-sync"]

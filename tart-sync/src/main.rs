@@ -72,9 +72,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Raises the soft limit of open files (RLIMIT_NOFILE) to the hard limit:
+/// systemd's default soft limit of 1,024 is low for a daemon that holds
+/// connections to headscale, every Caddy and the status server's clients.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(
+            limit,
+            "open files limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot raise the open files limit (RLIMIT_NOFILE); the status server still keeps at most {} connections",
+            tart_sync::status::MAX_CONNECTIONS
+        ),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    raise_open_files_limit();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -7,7 +7,8 @@
 //! File paths written in the file (`headscale.api_key_file`,
 //! `caddy.tls_*_file`) are relative to the file's directory; from the
 //! environment, to the working directory.
-//! List settings (`headscale.tags`, `caddy.admin`, `routes.reserved`) are comma-separated in the
+//! List settings (`headscale.tags`, `caddy.admin`, `routes.reserved`,
+//! `status.allowed_hosts`) are comma-separated in the
 //! environment. An environment variable that is set but empty (or only
 //! whitespace) counts as unset. The file itself is optional when every
 //! required setting comes from the environment.
@@ -212,6 +213,93 @@ pub struct RouteSettings {
 pub struct StatusSettings {
     /// `status.listen`: socket address of the status endpoint.
     pub listen: SocketAddr,
+    /// `status.allowed_hosts`: the `Host` names (with an optional port) the
+    /// status server answers to, besides the loopback names and the listen
+    /// address itself, which are always allowed. Without a port, any port
+    /// matches.
+    pub allowed_hosts: Vec<HostPattern>,
+}
+
+/// A host name or IP address with an optional port, as in a `Host` header
+/// or an entry of `status.allowed_hosts`: `name`, `name:port`, `192.0.2.1`,
+/// `192.0.2.1:9180`, `[2001:db8::1]` or `[2001:db8::1]:9180`.
+///
+/// Names are kept in lower case without a final dot; IPv6 addresses in
+/// brackets, in their canonical spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    /// The name, the IPv4 address, or the IPv6 address in brackets.
+    pub host: String,
+    /// The port, if one was given.
+    pub port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Reads `name`, `name:port`, an IPv4 address, an IPv6 address (bare or
+    /// in brackets), each with an optional port. The error says what is wrong.
+    pub fn parse(text: &str) -> Result<HostPattern, String> {
+        let bad = || {
+            format!(
+                "{text:?} is not a host name or IP address with an optional port (like status.example.org, 192.0.2.1:9180 or [2001:db8::1])"
+            )
+        };
+        // A bare IPv6 address (config only: a Host header brackets it).
+        if let Ok(ip) = text.parse::<std::net::Ipv6Addr>() {
+            return Ok(HostPattern {
+                host: format!("[{ip}]"),
+                port: None,
+            });
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (inside, after) = rest.split_once(']').ok_or_else(bad)?;
+            let ip: std::net::Ipv6Addr = inside.parse().map_err(|_| bad())?;
+            let port = match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(bad)?),
+            };
+            (format!("[{ip}]"), port)
+        } else {
+            let (host, port) = match text.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (text, None),
+            };
+            let host = if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+                ip.to_string()
+            } else {
+                let lower = host.to_ascii_lowercase();
+                let name = lower.strip_suffix('.').unwrap_or(&lower);
+                if !validate::is_valid_dns_name(name) {
+                    return Err(bad());
+                }
+                name.to_owned()
+            };
+            (host, port)
+        };
+        let port = match port {
+            None => None,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(p.parse::<u16>().map_err(|_| bad())?)
+            }
+            Some(_) => return Err(bad()),
+        };
+        Ok(HostPattern { host, port })
+    }
+
+    /// Whether a request's `Host` (already parsed) is this pattern: the
+    /// same host, and the same port when the pattern has one (a `Host`
+    /// without a port means port 80).
+    pub fn matches(&self, host: &HostPattern) -> bool {
+        self.host == host.host && self.port.is_none_or(|port| host.port.unwrap_or(80) == port)
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
+    }
 }
 
 /// How routes address a node (`routes.mode`; any case in the settings).
@@ -312,6 +400,7 @@ struct RoutesInput {
 #[serde(default, deny_unknown_fields, expecting = "a table")]
 struct StatusInput {
     listen: Option<String>,
+    allowed_hosts: Vec<String>,
 }
 
 impl Settings {

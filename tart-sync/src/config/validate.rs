@@ -12,12 +12,12 @@ use super::source::{Origin, Sources};
 use super::tls::{self, IdentityProblem};
 use super::{
     env_var_name, ApiKey, CaddyInput, CaddySettings, ConfigError, HeadscaleInput,
-    HeadscaleSettings, Input, RouteMode, RouteSettings, RoutesInput, SecretFile, Settings,
-    StatusInput, StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN, DEFAULT_CADDY_TIMEOUT,
-    DEFAULT_CADDY_WRITE_TIMEOUT, DEFAULT_ID_PREFIX, DEFAULT_OFFLINE_GRACE, DEFAULT_POLL_INTERVAL,
-    DEFAULT_STATUS_LISTEN, DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT, DEFAULT_UPSTREAM_PORT,
-    MAX_CADDY_TIMEOUT, MAX_ID_PREFIX_LEN, MAX_OFFLINE_GRACE, MAX_POLL_INTERVAL,
-    MAX_STREAM_CLOSE_DELAY, MAX_TIMEOUT, MIN_POLL_INTERVAL,
+    HeadscaleSettings, HostPattern, Input, RouteMode, RouteSettings, RoutesInput, SecretFile,
+    Settings, StatusInput, StatusSettings, UpstreamKind, DEFAULT_CADDY_ADMIN,
+    DEFAULT_CADDY_TIMEOUT, DEFAULT_CADDY_WRITE_TIMEOUT, DEFAULT_ID_PREFIX, DEFAULT_OFFLINE_GRACE,
+    DEFAULT_POLL_INTERVAL, DEFAULT_STATUS_LISTEN, DEFAULT_STREAM_CLOSE_DELAY, DEFAULT_TIMEOUT,
+    DEFAULT_UPSTREAM_PORT, MAX_CADDY_TIMEOUT, MAX_ID_PREFIX_LEN, MAX_OFFLINE_GRACE,
+    MAX_POLL_INTERVAL, MAX_STREAM_CLOSE_DELAY, MAX_TIMEOUT, MIN_POLL_INTERVAL,
 };
 use crate::headscale::is_valid_dns_label;
 
@@ -351,7 +351,7 @@ fn admin_address(text: &str) -> Result<String, String> {
 
 /// A DNS name: dot-separated [`is_valid_dns_label`]s, at most 253
 /// characters, the last one not all digits. Expects lower case.
-fn is_valid_dns_name(name: &str) -> bool {
+pub(super) fn is_valid_dns_name(name: &str) -> bool {
     name.len() <= 253
         && name.split('.').all(is_valid_dns_label)
         && name
@@ -461,18 +461,29 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
 }
 
 fn status(s: StatusInput, src: &Sources<'_>) -> Result<StatusSettings, ConfigError> {
-    let Some(text) = s.listen else {
-        let listen = DEFAULT_STATUS_LISTEN;
-        return Ok(StatusSettings { listen });
+    let listen = match s.listen {
+        None => DEFAULT_STATUS_LISTEN,
+        Some(text) => match text.parse() {
+            Ok(listen) => listen,
+            Err(_) => bail!(
+                src,
+                "status.listen",
+                "{text:?} is not a socket address (like 127.0.0.1:9180 or [::1]:9180)"
+            ),
+        },
     };
-    match text.parse() {
-        Ok(listen) => Ok(StatusSettings { listen }),
-        Err(_) => bail!(
-            src,
-            "status.listen",
-            "{text:?} is not a socket address (like 127.0.0.1:9180 or [::1]:9180)"
-        ),
+    let mut allowed_hosts: Vec<HostPattern> = Vec::with_capacity(s.allowed_hosts.len());
+    for text in &s.allowed_hosts {
+        let host = HostPattern::parse(text.trim())
+            .map_err(|problem| src.invalid("status.allowed_hosts", problem))?;
+        if !allowed_hosts.contains(&host) {
+            allowed_hosts.push(host);
+        }
     }
+    Ok(StatusSettings {
+        listen,
+        allowed_hosts,
+    })
 }
 
 #[cfg(test)]
@@ -507,6 +518,55 @@ mod tests {
             let err = admin_address(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn host_patterns() {
+        let p = |t: &str| HostPattern::parse(t).map(|h| h.to_string());
+        for (given, kept) in [
+            ("status.example.org", "status.example.org"),
+            ("Status.Example.ORG.", "status.example.org"),
+            ("status.example.org:9180", "status.example.org:9180"),
+            ("localhost", "localhost"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("192.0.2.1:80", "192.0.2.1:80"),
+            ("2001:DB8::1", "[2001:db8::1]"),
+            ("[2001:db8:0::1]:9180", "[2001:db8::1]:9180"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(p(given).as_deref(), Ok(kept), "{given}");
+        }
+        for bad in [
+            "",
+            ":9180",
+            "a b",
+            "-x.example",
+            "x.example:",
+            "x.example:65536",
+            "x.example:+1",
+            "x:1:2",
+            "user@x.example",
+            "http://x.example",
+            "x.example/path",
+            "[::1",
+            "[::1]9180",
+            "[x]",
+            "10.0.0",
+            "*.example.org",
+        ] {
+            let err = HostPattern::parse(bad).unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+        let pat = HostPattern::parse("a.example").unwrap();
+        let host = |t| HostPattern::parse(t).unwrap();
+        assert!(pat.matches(&host("a.example:1234")) && pat.matches(&host("a.example")));
+        assert!(!pat.matches(&host("b.example")));
+        let pat = HostPattern::parse("a.example:9180").unwrap();
+        assert!(pat.matches(&host("a.example:9180")));
+        assert!(!pat.matches(&host("a.example:9181")) && !pat.matches(&host("a.example")));
+        assert!(HostPattern::parse("a.example:80")
+            .unwrap()
+            .matches(&host("a.example")));
     }
 
     #[test]

@@ -11,14 +11,38 @@
 //! | `GET /healthz`    | `200 ok` while the process runs |
 //! | `GET /readyz`     | `200 ready` when every Caddy synced within 3 poll intervals, else `503` with the reason ([`crate::context::readiness`]) |
 //!
+//! `/` takes `?page=N` and `/api/status` takes `?offset=&limit=`: both show
+//! a bounded number of nodes ([`page::PAGE_SIZE`], [`report::MAX_LIMIT`]).
+//! Both come from one report built at most once a second
+//! ([`report::REPORT_MAX_AGE`]), so page views do not multiply the queries
+//! to Caddy.
+//!
 //! Every answer carries `Cache-Control: no-store`, `X-Content-Type-Options:
 //! nosniff`, `Referrer-Policy: no-referrer` and a Content Security Policy that
-//! allows only the page's inline stylesheet. These and the limits are tower
-//! layers: at most [`MAX_CONCURRENT_REQUESTS`] requests are handled at once
-//! (more wait for a slot), a handled request gets `503` after
-//! [`REQUEST_TIMEOUT`], and a body over [`MAX_REQUEST_BODY`] bytes gets `413`.
+//! allows only the page's inline stylesheet. Requests must name the server
+//! in `Host` (loopback names, the listen address or `status.allowed_hosts`;
+//! else `421`, against DNS rebinding; see [`host`]).
+//!
+//! # Limits
+//!
+//! The status server must never take what the sync loop needs (sockets,
+//! memory, time on the one runtime thread), whatever its clients do:
+//!
+//! - at most [`MAX_CONNECTIONS`] connections are open at once; one more is
+//!   accepted and closed at once (never queued);
+//! - a connection that has not sent a whole request head within
+//!   [`HEADER_READ_TIMEOUT`] is closed, also an idle kept-alive one waiting
+//!   for its next request (hyper runs the header timer whenever it waits for
+//!   a request head);
+//! - a connection lives at most [`MAX_CONNECTION_LIFETIME`] (then it is
+//!   closed after the request in flight);
+//! - tower layers: at most [`MAX_CONCURRENT_REQUESTS`] requests are handled
+//!   at once (more wait for a slot), a handled request gets `503` after
+//!   [`REQUEST_TIMEOUT`], and a body over [`MAX_REQUEST_BODY`] bytes gets
+//!   `413`.
 
-mod page;
+mod host;
+pub mod page;
 pub mod report;
 pub(crate) mod text;
 
@@ -28,17 +52,20 @@ pub(crate) mod fixtures;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use maud::Markup;
+use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -46,7 +73,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::context::Context;
-use report::{HealthSource, Report};
+use host::{HostAllowed, HostPolicy};
+use report::{HealthSource, ReportCache};
 
 /// No scripts, no remote anything: only the inline stylesheet.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -56,20 +84,26 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONCURRENT_REQUESTS: usize = 32;
 /// Largest request body accepted (no endpoint reads one).
 pub const MAX_REQUEST_BODY: usize = 1024;
+/// Connections open at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Time a connection gets to send a whole request head, from its opening or
+/// from the end of the previous answer (so also the idle keep-alive timeout).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection stays open; then it is closed after the request in flight.
+pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Time the requests in flight get to finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Pause after an accept error other than a refused connection (e.g. out of
+/// file descriptors), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Bytes hyper buffers per connection (a request head must fit).
+const MAX_BUF: usize = 16 * 1024;
 
-/// What every handler shares: the loop's context and the upstream health source.
+/// What every handler shares: the loop's context and the report cache.
 #[derive(Clone)]
 struct AppState {
     ctx: Arc<Context>,
-    health: HealthSource,
-}
-
-impl AppState {
-    /// A snapshot of the state with the upstream health Caddy reports now.
-    async fn report(&self) -> Report {
-        let health = self.health.fetch().await;
-        report::build(&self.ctx, self.ctx.snapshot(), &health)
-    }
+    reports: Arc<ReportCache>,
 }
 
 /// The status server's routes (see the module documentation) with its layers.
@@ -78,8 +112,9 @@ impl AppState {
 /// upstream health when a page is rendered; a Caddy whose client cannot be
 /// built is simply shown without health.
 pub fn router(ctx: Arc<Context>) -> Router {
+    let hosts = Arc::new(HostPolicy::new(&ctx.settings.status));
     let state = AppState {
-        health: HealthSource::new(&ctx.settings.caddy),
+        reports: Arc::new(ReportCache::new(HealthSource::new(&ctx.settings.caddy))),
         ctx,
     };
     let header =
@@ -92,6 +127,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(hosts, host::check))
         .layer(
             ServiceBuilder::new()
                 .layer(header(CACHE_CONTROL, "no-store"))
@@ -108,26 +144,97 @@ pub fn router(ctx: Arc<Context>) -> Router {
 }
 
 /// Serves [`router`] on `listener` until `shutdown` turns true (or its sender
-/// is dropped), then finishes the requests in flight and returns.
+/// is dropped), then lets the requests in flight finish (up to 3 s) and
+/// returns. The connection limits are in the module documentation.
 pub async fn serve(
     ctx: Arc<Context>,
     listener: tokio::net::TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(async move {
+    let service = TowerToHyperService::new(router(ctx));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(MAX_BUF);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            biased;
             // An error means the sender is gone: the daemon is ending too.
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "status server: accepting a connection failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(
+                "status server: {MAX_CONNECTIONS} connections open already; closing a new one"
+            );
+            drop(stream);
+            continue;
+        };
+        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            tokio::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "status server: connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|stop| *stop) => {}
+                () = tokio::time::sleep(MAX_CONNECTION_LIFETIME) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+        });
+    }
+    drop(listener);
+    // Every connection gives its slot back when it ends.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all)).await;
+    Ok(())
 }
 
-async fn index(State(app): State<AppState>) -> Markup {
-    page::render(&app.report().await, OffsetDateTime::now_utc())
+/// Errors that concern one connection only (the peer gave up before it was accepted).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
-async fn api_status(State(app): State<AppState>) -> Json<Report> {
-    Json(app.report().await)
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiQuery {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn index(State(app): State<AppState>, Query(q): Query<PageQuery>) -> Markup {
+    let report = app.reports.get(&app.ctx).await;
+    page::render(&report, OffsetDateTime::now_utc(), q.page.unwrap_or(1))
+}
+
+async fn api_status(State(app): State<AppState>, Query(q): Query<ApiQuery>) -> Response {
+    let report = app.reports.get(&app.ctx).await;
+    Json(report.api(q.offset, q.limit)).into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
@@ -145,13 +252,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
-    match app.ctx.ready() {
-        Ok(()) => (StatusCode::OK, "ready\n".into()),
-        Err(reason) => (
+/// The reason for "not ready" only for an allowed `Host` (it names Caddy
+/// addresses and errors); probes with any `Host` get the status code.
+async fn readyz(
+    State(app): State<AppState>,
+    allowed: Option<Extension<HostAllowed>>,
+) -> (StatusCode, String) {
+    match (app.ctx.ready(), allowed) {
+        (Ok(()), _) => (StatusCode::OK, "ready\n".into()),
+        (Err(reason), Some(_)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}\n"),
         ),
+        (Err(_), None) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
     }
 }
 
@@ -173,6 +286,7 @@ mod tests {
 
     struct Server {
         base: String,
+        ctx: Arc<Context>,
         stop: watch::Sender<bool>,
         task: tokio::task::JoinHandle<std::io::Result<()>>,
     }
@@ -182,8 +296,13 @@ mod tests {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let base = format!("http://{}", listener.local_addr().unwrap());
             let (stop, rx) = watch::channel(false);
-            let task = tokio::spawn(serve(ctx, listener, rx));
-            Server { base, stop, task }
+            let task = tokio::spawn(serve(ctx.clone(), listener, rx));
+            Server {
+                base,
+                ctx,
+                stop,
+                task,
+            }
         }
 
         async fn get(&self, path: &str) -> (StatusCode, String, String) {
@@ -431,6 +550,263 @@ mod tests {
         );
 
         server.shutdown().await;
+    }
+
+    /// Reads from `stream` until the server closes it (or `limit` passes);
+    /// how long that took, `None` if it stayed open.
+    async fn closed_within(
+        stream: &mut tokio::net::TcpStream,
+        limit: Duration,
+    ) -> Option<Duration> {
+        use tokio::io::AsyncReadExt;
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        let read_all = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(limit, read_all)
+            .await
+            .ok()
+            .map(|()| started.elapsed())
+    }
+
+    async fn send_with_host(server: &Server, host: &str, path: &str) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", server.base))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_foreign_host_is_refused() {
+        let ctx = Context::new(crate::config::Settings {
+            status: crate::config::StatusSettings {
+                listen: "127.0.0.1:9180".parse().unwrap(),
+                allowed_hosts: vec![
+                    crate::config::HostPattern::parse("status.example.org").unwrap()
+                ],
+            },
+            ..settings("127.0.0.1:1", "path")
+        });
+        set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+        let server = Server::start(ctx).await;
+        // DNS rebinding: a page on evil.example whose name now resolves to
+        // this machine sends its own name.
+        for path in ["/", "/api/status", "/metrics", "/nope"] {
+            for host in [
+                "evil.example",
+                "evil.example:9180",
+                "localhost.evil.example",
+            ] {
+                let (status, body) = send_with_host(&server, host, path).await;
+                assert_eq!(status, 421, "{host}{path}: {body}");
+                assert!(body.contains("status.allowed_hosts"), "{body}");
+                assert!(
+                    !body.contains("rhodes") && !body.contains("100.64."),
+                    "{body}"
+                );
+            }
+        }
+        // Allowed: loopback names on any port, the configured name.
+        for host in [
+            "localhost:9180",
+            "127.0.0.1:4444",
+            "[::1]",
+            "status.example.org",
+            "STATUS.example.org:443",
+        ] {
+            let (status, body) = send_with_host(&server, host, "/api/status").await;
+            assert_eq!(status, 200, "{host}: {body}");
+            assert!(body.contains("rhodes"));
+        }
+        // Probes work with any Host; /readyz then keeps its reason for itself.
+        assert_eq!(
+            send_with_host(&server, "10.9.8.7:9180", "/healthz").await,
+            (200, "ok\n".into())
+        );
+        let mut state = fleet_state(&server_ctx(&server), OffsetDateTime::now_utc());
+        state.caddies[0].last_error = Some("connection refused".into());
+        set_state(&server_ctx(&server), state);
+        assert_eq!(
+            send_with_host(&server, "10.9.8.7:9180", "/readyz").await,
+            (503, "not ready\n".into())
+        );
+        let (status, body) = send_with_host(&server, "localhost", "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("connection refused"), "{body}");
+        server.shutdown().await;
+    }
+
+    fn server_ctx(server: &Server) -> Arc<Context> {
+        server.ctx.clone()
+    }
+
+    #[tokio::test]
+    async fn one_caddy_query_per_second_however_many_requests() {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let caddy = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/reverse_proxy/upstreams"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!([]))
+                    .set_delay(Duration::from_millis(200)),
+            )
+            .mount(&caddy)
+            .await;
+        let ctx = Context::new(settings(&caddy.uri(), "path"));
+        set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+        let server = Server::start(ctx).await;
+        let queries = || async { caddy.received_requests().await.unwrap().len() };
+
+        // Twenty at once, page and JSON: they wait for one query.
+        let requests: Vec<_> = (0..20)
+            .map(|i| {
+                let url = format!(
+                    "{}{}",
+                    server.base,
+                    if i % 2 == 0 { "/" } else { "/api/status" }
+                );
+                tokio::spawn(async move { reqwest::get(url).await.unwrap().status().as_u16() })
+            })
+            .collect();
+        for r in requests {
+            assert_eq!(r.await.unwrap(), 200);
+        }
+        assert_eq!(queries().await, 1);
+        // Within the second: the same report.
+        assert_eq!(server.get("/api/status").await.0, StatusCode::OK);
+        assert_eq!(queries().await, 1);
+        // A second later: a new one.
+        tokio::time::sleep(report::REPORT_MAX_AGE + Duration::from_millis(100)).await;
+        assert_eq!(server.get("/").await.0, StatusCode::OK);
+        assert_eq!(queries().await, 2);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn api_status_pages_over_http() {
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+        let server = Server::start(ctx).await;
+        let (status, _, body) = server.get("/api/status?offset=1&limit=1").await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (
+                v["total"].as_u64(),
+                v["offset"].as_u64(),
+                v["limit"].as_u64()
+            ),
+            (Some(3), Some(1), Some(1))
+        );
+        assert_eq!(v["nodes"].as_array().unwrap().len(), 1);
+        assert_eq!(v["nodes"][0]["name"], "meerkat");
+        let (status, _, _) = server.get("/api/status?limit=lots").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, page) = server.get("/?page=7").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("data-name=\"rhodes\""));
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn silent_and_slow_connections_are_closed_after_the_header_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        let server = Server::start(ctx).await;
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let limit = HEADER_READ_TIMEOUT + Duration::from_secs(2);
+        // Says nothing.
+        let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // Half a request head.
+        let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        // One whole request, answered, then idle on a kept-alive connection.
+        let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 1024];
+        let n = kept.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+        let kept_idle_since = std::time::Instant::now();
+
+        let (a, b, c) = tokio::join!(
+            async move {
+                let mut s = silent;
+                closed_within(&mut s, limit).await
+            },
+            async move { closed_within(&mut slow, limit).await },
+            async move { closed_within(&mut kept, limit).await },
+        );
+        for (what, took) in [("silent", a), ("half a head", b), ("idle kept-alive", c)] {
+            let took = took.unwrap_or_else(|| panic!("{what}: still open after {limit:?}"));
+            assert!(
+                took >= HEADER_READ_TIMEOUT - Duration::from_millis(500),
+                "{what}: closed after {took:?}, before the timeout"
+            );
+        }
+        assert!(kept_idle_since.elapsed() < limit + Duration::from_secs(1));
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_at_once() {
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        let server = Server::start(ctx).await;
+        let addr = server.base.trim_start_matches("http://").to_string();
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        let mut extra = Vec::new();
+        for _ in 0..20 {
+            extra.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        for s in &mut extra {
+            assert!(
+                closed_within(s, Duration::from_secs(2)).await.is_some(),
+                "a connection over the cap was kept"
+            );
+        }
+        // The first ones are still open (they are only closed by the header timeout).
+        let mut first = held.swap_remove(0);
+        assert!(closed_within(&mut first, Duration::from_millis(300))
+            .await
+            .is_none());
+        drop((held, first));
+        // Once they are gone, new connections are served again.
+        let answered = crate::status::tests::eventually_ok(&server.base).await;
+        assert!(answered, "no answer after the connections were closed");
+        server.shutdown().await;
+    }
+
+    async fn eventually_ok(base: &str) -> bool {
+        for _ in 0..50 {
+            if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+                if r.status().is_success() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     #[tokio::test]

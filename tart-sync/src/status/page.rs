@@ -1,11 +1,15 @@
 //! The HTML page at `/`: a maud template (every dynamic string is escaped by
 //! maud), one inline stylesheet, no JavaScript, no external assets; it
-//! reloads itself every [`REFRESH_SECONDS`].
+//! reloads itself every [`REFRESH_SECONDS`]. It shows at most
+//! [`PAGE_SIZE`] nodes (`?page=2`, … for the others, with links) and
+//! [`PAGE_SIZE`] skipped nodes, so its size stays bounded (0.5 MB at
+//! 100,000 nodes plus 100,000 skipped ones, against 101 MB when it listed
+//! them all).
 
 use maud::{html, Markup, PreEscaped};
 use time::OffsetDateTime;
 
-use super::report::{NodeReport, Report};
+use super::report::{NodeReport, Report, MAX_LIMIT};
 use super::text::{iso, one_line, relative};
 use crate::context::{CaddyStatus, LastOutcome};
 use crate::desired::NodeState;
@@ -16,8 +20,37 @@ const REFRESH_SECONDS: u32 = 5;
 /// The only stylesheet, inline (the CSP allows nothing else).
 const STYLE: &str = include_str!("page.css");
 
-/// The whole page for `r`, times relative to `now`.
-pub(super) fn render(r: &Report, now: OffsetDateTime) -> Markup {
+/// Nodes (and skipped nodes) shown on one page.
+pub const PAGE_SIZE: usize = 500;
+
+/// Which nodes one page shows: page `number` (1-based) of `pages`.
+#[derive(Debug, Clone, Copy)]
+struct Paging {
+    number: usize,
+    pages: usize,
+    start: usize,
+    end: usize,
+}
+
+impl Paging {
+    /// Page `asked` (1-based; out of range means the nearest page) of `total` nodes.
+    fn new(asked: usize, total: usize) -> Paging {
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let number = asked.clamp(1, pages);
+        let start = (number - 1).saturating_mul(PAGE_SIZE).min(total);
+        let end = start.saturating_add(PAGE_SIZE).min(total);
+        Paging {
+            number,
+            pages,
+            start,
+            end,
+        }
+    }
+}
+
+/// Page `page` (1-based, clamped) of the page for `r`, times relative to `now`.
+pub(super) fn render(r: &Report, now: OffsetDateTime, page: usize) -> Markup {
+    let paging = Paging::new(page, r.nodes.len());
     html! {
         (PreEscaped("<!doctype html>\n"))
         html lang="en" {
@@ -39,7 +72,7 @@ pub(super) fn render(r: &Report, now: OffsetDateTime) -> Markup {
                 }
                 (banner(r))
                 main {
-                    (nodes(r, now))
+                    (nodes(r, now, paging))
                     (skipped(r))
                     (caddies(r, now))
                     (headscale(r, now))
@@ -115,7 +148,29 @@ fn banner(r: &Report) -> Markup {
     }
 }
 
-fn nodes(r: &Report, now: OffsetDateTime) -> Markup {
+/// "Nodes 501–1,000 of 2,345 · first · previous · next · last", when there is more than one page.
+fn page_links(p: Paging) -> Markup {
+    let link = |label: &str, to: usize| {
+        html! {
+            @if to != p.number { " · " a href={ "?page=" (to) } rel=(label) { (label) } }
+        }
+    };
+    html! {
+        @if p.pages > 1 {
+            p.pages id="pages" data-page=(p.number) data-pages=(p.pages) {
+                "Page " (p.number) " of " (p.pages) ": nodes " (p.start + 1) "–" (p.end)
+                (link("first", 1))
+                (link("prev", p.number.saturating_sub(1).max(1)))
+                (link("next", (p.number + 1).min(p.pages)))
+                (link("last", p.pages))
+                " · every node: " a href="/api/status" { "JSON" } " (paged with ?offset=&limit=)"
+            }
+        }
+    }
+}
+
+fn nodes(r: &Report, now: OffsetDateTime, paging: Paging) -> Markup {
+    let shown = r.nodes.get(paging.start..paging.end).unwrap_or_default();
     let count = |s: NodeState| r.nodes.iter().filter(|n| n.state == s).count();
     let no_health = if r.health_known {
         "Caddy lists no upstream with this address"
@@ -137,14 +192,16 @@ fn nodes(r: &Report, now: OffsetDateTime) -> Markup {
                     @else { "headscale has not been polled successfully yet." }
                 }
             } @else {
+                (page_links(paging))
                 div.scroll { table.stack {
                     thead { tr {
                         th { "Name" } th { "URL" } th { "Upstream" } th { "State" } th { "Since" }
                         th title="requests in flight, as Caddy reports" { "In flight" }
                         th title="recent failures counted by Caddy's passive health checks" { "Fails" }
                     } }
-                    tbody { @for n in &r.nodes { (node_row(n, no_health, now)) } }
+                    tbody { @for n in shown { (node_row(n, no_health, now)) } }
                 } }
+                (page_links(paging))
             }
         }
     }
@@ -198,7 +255,7 @@ fn skipped(r: &Report) -> Markup {
                 h2 { "Without a URL " span.muted { (r.skipped.len()) " " (what) " no route" } }
                 div.scroll { table.stack {
                     thead { tr { th { "Node" } th { "Name" } th { "Reason" } } }
-                    tbody { @for s in &r.skipped {
+                    tbody { @for s in r.skipped.iter().take(PAGE_SIZE) {
                         tr.skipped data-node-id=(s.node_id) {
                             td data-label="Node" { (s.node_id) }
                             td data-label="Name" { (s.name) }
@@ -206,6 +263,12 @@ fn skipped(r: &Report) -> Markup {
                         }
                     } }
                 } }
+                @if r.skipped.len() > PAGE_SIZE {
+                    p.muted id="skipped-more" {
+                        "The first " (PAGE_SIZE) " are shown; "
+                        a href="/api/status" { "JSON" } " lists " (MAX_LIMIT) "."
+                    }
+                }
             }
         }
     }
@@ -310,7 +373,7 @@ mod tests {
         let mut report = report::build(&ctx, fleet_state(&ctx, NOW), &health);
         report.started = NOW - time::Duration::minutes(15);
         report.version = "0.0.0-test";
-        render(&report, NOW).into_string()
+        render(&report, NOW, 1).into_string()
     }
 
     /// The `<tr …>` of the node called `name`.
@@ -389,7 +452,7 @@ mod tests {
     fn host_mode_urls() {
         let ctx = Context::new(settings("127.0.0.1:1", "host"));
         let report = report::build(&ctx, fleet_state(&ctx, NOW), &None);
-        let html = render(&report, NOW).into_string();
+        let html = render(&report, NOW, 1).into_string();
         assert!(html.contains("href=\"https://rhodes.tart.example.org/\""));
         assert!(html.contains("no Caddy answered /reverse_proxy/upstreams"));
     }
@@ -407,7 +470,7 @@ mod tests {
         state.headscale.reachable = false;
         state.headscale.last_error = Some(HOSTILE.into());
         state.caddies[0].last_error = Some(HOSTILE.into());
-        let html = render(&report::build(&ctx, state, &None), NOW).into_string();
+        let html = render(&report::build(&ctx, state, &None), NOW, 1).into_string();
 
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("alert(\""), "quotes must be escaped");
@@ -420,11 +483,76 @@ mod tests {
         assert!(html.contains("id=\"summary\" data-ok=\"false\""));
     }
 
+    /// `n` online nodes `node000000`… and `n` skipped ones.
+    fn big_report(ctx: &Context, n: usize) -> report::Report {
+        let mut state = fleet_state(ctx, NOW);
+        let desired = std::sync::Arc::make_mut(state.desired.as_mut().unwrap());
+        let skipped = desired.skipped[0].clone();
+        desired.entries = (0..n)
+            .map(|i| entry(&format!("node{i:06}"), i as u64, NodeState::Online, NOW))
+            .collect();
+        desired.skipped = (0..n)
+            .map(|i| crate::desired::Skipped {
+                node_id: i as u64,
+                ..skipped.clone()
+            })
+            .collect();
+        report::build(ctx, state, &None)
+    }
+
+    #[test]
+    fn page_size_is_bounded_at_100k_nodes() {
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        let report = big_report(&ctx, 100_000);
+        let html = render(&report, NOW, 1).into_string();
+        // 70 MB when every node was listed.
+        assert!(html.len() < 1_000_000, "{} bytes", html.len());
+        assert_eq!(html.matches("<tr class=\"node\"").count(), PAGE_SIZE);
+        assert_eq!(html.matches("<tr class=\"skipped\"").count(), PAGE_SIZE);
+        assert!(
+            html.contains(">Telescopes <span class=\"muted\">100000 · 100000 online"),
+            "says how many there are"
+        );
+        assert!(html.contains("Page 1 of 200: nodes 1–500"));
+        assert!(html.contains("<a href=\"?page=2\" rel=\"next\">next</a>"));
+        assert!(html.contains("<a href=\"?page=200\" rel=\"last\">last</a>"));
+        assert!(!html.contains("rel=\"prev\""));
+        assert!(html.contains("id=\"skipped-more\""));
+        eprintln!("page 1 at 100,000 nodes: {} bytes", html.len());
+    }
+
+    #[test]
+    fn pages_show_their_nodes() {
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        let report = big_report(&ctx, 1_234);
+        let page = |n| render(&report, NOW, n).into_string();
+        let html = page(2);
+        assert!(html.contains("Page 2 of 3: nodes 501–1000"), "{html}");
+        assert!(
+            html.contains("data-name=\"node000500\"") && html.contains("data-name=\"node000999\"")
+        );
+        assert!(
+            !html.contains("data-name=\"node000499\"")
+                && !html.contains("data-name=\"node001000\"")
+        );
+        assert!(html.contains("<a href=\"?page=1\" rel=\"prev\">prev</a>"));
+        let last = page(3);
+        assert_eq!(last.matches("<tr class=\"node\"").count(), 234);
+        assert!(!last.contains("rel=\"next\""));
+        // Out of range: the nearest page.
+        assert!(page(99).contains("Page 3 of 3"));
+        assert!(page(0).contains("Page 1 of 3"));
+        // One page: no links at all.
+        let small = render(&big_report(&ctx, PAGE_SIZE), NOW, 1).into_string();
+        assert!(!small.contains("id=\"pages\""));
+        assert_eq!(small.matches("<tr class=\"node\"").count(), PAGE_SIZE);
+    }
+
     #[test]
     fn empty_page_before_the_first_poll() {
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
         let report = report::build(&ctx, ctx.snapshot(), &None);
-        let html = render(&report, NOW).into_string();
+        let html = render(&report, NOW, 1).into_string();
         assert!(!html.contains("<tr class=\"node\""), "{html}");
         assert!(html.contains("headscale has not been polled successfully yet."));
         assert!(html.contains("not tried yet"));

@@ -1,6 +1,11 @@
 //! The view model: one snapshot of the shared state plus Caddy's upstream
 //! health, shared by the page and `/api/status`.
 //!
+//! A report is built at most once per [`REPORT_MAX_AGE`] ([`ReportCache`]):
+//! requests in the same second share it, and requests that arrive while it
+//! is being built wait for that one build, so Caddy's upstreams are queried
+//! at most once a second however many people look.
+//!
 //! # `/api/status`
 //!
 //! Times are RFC 3339 strings in UTC, or `null` when unknown.
@@ -26,6 +31,9 @@
 //!     "routes": 2,
 //!     "stream_close_delay": true
 //!   }],
+//!   "total": 1,
+//!   "offset": 0,
+//!   "limit": 1000,
 //!   "nodes": [{
 //!     "name": "rhodes",
 //!     "node_id": 12,
@@ -37,7 +45,9 @@
 //!     "grace_until": null,
 //!     "upstream_health": {"num_requests": 0, "fails": 0}
 //!   }],
-//!   "skipped": [{"node_id": 14, "name": "ops-laptop", "reason": "expired"}]
+//!   "skipped_total": 1,
+//!   "skipped": [{"node_id": 14, "name": "ops-laptop", "reason": "expired"}],
+//!   "tart_upstream": {"num_requests": 0, "fails": 0}
 //! }
 //! ```
 //!
@@ -47,8 +57,15 @@
 //!   `installed`, `updated`, `held` (a mass removal is being held back) or
 //!   `error`. `stream_close_delay`: whether that Caddy keeps WebSockets open
 //!   across reloads (`null` until known).
-//! - `nodes`: every node that passes the filters and has a URL, sorted by
-//!   name. `state`: `online`, `grace` (offline, but still proxied until
+//! - Paging (query `?offset=&limit=`, both optional): `total` is the number
+//!   of nodes that pass the filters and have a URL; `nodes` holds at most
+//!   `limit` of them from position `offset` (0-based) of the list sorted by
+//!   name. `limit` defaults to, and is capped at, [`MAX_LIMIT`] (1,000); the
+//!   answer says the `offset` and `limit` it used. Fetch
+//!   `?offset=0`, `?offset=1000`, … until `offset + limit >= total`. (Before
+//!   paging, `nodes` held every node, and `total`, `offset`, `limit` and
+//!   `skipped_total` did not exist.)
+//! - `nodes`: the nodes of this page, sorted by name. `state`: `online`, `grace` (offline, but still proxied until
 //!   `grace_until`) or `offline` (its URL answers 503; `offline_since` is
 //!   headscale's `lastSeen`, `null` if never seen).
 //! - `nodes[].upstream_health`: what Caddy's `/reverse_proxy/upstreams`
@@ -61,12 +78,14 @@
 //!   placeholder, so per-node `upstream_health` is `null` for tart-sync's own
 //!   routes and only filled where Caddy lists the node's address (another
 //!   route of the config dials it).
-//! - `skipped`: nodes that pass the filters but get no URL, with the reason.
-//!   `nodes` and `skipped` are empty until headscale was polled successfully.
+//! - `skipped`: nodes that pass the filters but get no URL, with the reason;
+//!   the first [`MAX_LIMIT`] of them (not paged), `skipped_total` counts them
+//!   all. `nodes` and `skipped` are empty until headscale was polled
+//!   successfully.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use caddy_client::{Client, UpstreamStatus};
 use serde::Serialize;
@@ -79,12 +98,16 @@ use crate::layout::Ids;
 
 /// How long the page waits for one Caddy's `/reverse_proxy/upstreams`.
 const UPSTREAMS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one report (and Caddy's upstream health in it) is reused.
+pub const REPORT_MAX_AGE: Duration = Duration::from_secs(1);
+/// Default and largest `limit` of `/api/status`.
+pub const MAX_LIMIT: usize = 1000;
 
-/// `/api/status`'s document.
-#[derive(Debug, Clone, Serialize)]
+/// Everything the page and `/api/status` show, for all nodes; `/api/status`
+/// serializes a page of it ([`Report::api`]).
+#[derive(Debug, Clone)]
 pub(super) struct Report {
     pub(super) version: &'static str,
-    #[serde(with = "time::serde::rfc3339")]
     pub(super) started: OffsetDateTime,
     pub(super) domain: String,
     pub(super) mode: &'static str,
@@ -97,12 +120,91 @@ pub(super) struct Report {
     /// passive-health fails for all TARTs together (summed over the Caddies
     /// that answered); `null` when no Caddy lists it.
     pub(super) tart_upstream: Option<UpstreamHealth>,
-    /// Not serialized: whether a headscale poll has succeeded (else nodes are unknown).
-    #[serde(skip)]
+    /// Whether a headscale poll has succeeded (else nodes are unknown).
     pub(super) polled: bool,
-    /// Not serialized: whether any Caddy answered the upstreams query.
-    #[serde(skip)]
+    /// Whether any Caddy answered the upstreams query.
     pub(super) health_known: bool,
+}
+
+/// `/api/status`'s document: a page of a [`Report`] (module documentation).
+#[derive(Debug, Serialize)]
+pub(super) struct ApiStatus<'a> {
+    version: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    started: OffsetDateTime,
+    domain: &'a str,
+    mode: &'static str,
+    headscale: &'a HeadscaleStatus,
+    caddies: &'a [CaddyStatus],
+    total: usize,
+    offset: usize,
+    limit: usize,
+    nodes: &'a [NodeReport],
+    skipped_total: usize,
+    skipped: &'a [Skipped],
+    tart_upstream: Option<UpstreamHealth>,
+}
+
+impl Report {
+    /// At most `limit` (capped at [`MAX_LIMIT`]; default [`MAX_LIMIT`])
+    /// nodes from position `offset` (default 0).
+    pub(super) fn api(&self, offset: Option<usize>, limit: Option<usize>) -> ApiStatus<'_> {
+        let total = self.nodes.len();
+        let offset = offset.unwrap_or(0);
+        let limit = limit.unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
+        let start = offset.min(total);
+        let end = start.saturating_add(limit).min(total);
+        ApiStatus {
+            version: self.version,
+            started: self.started,
+            domain: &self.domain,
+            mode: self.mode,
+            headscale: &self.headscale,
+            caddies: &self.caddies,
+            total,
+            offset,
+            limit,
+            nodes: self.nodes.get(start..end).unwrap_or_default(),
+            skipped_total: self.skipped.len(),
+            skipped: self
+                .skipped
+                .get(..self.skipped.len().min(MAX_LIMIT))
+                .unwrap_or_default(),
+            tart_upstream: self.tart_upstream,
+        }
+    }
+}
+
+/// The last report and when it was built; concurrent requests wait for the
+/// one that builds it.
+pub(super) struct ReportCache {
+    health: HealthSource,
+    last: tokio::sync::Mutex<Option<(Instant, Arc<Report>)>>,
+}
+
+impl ReportCache {
+    /// A cache reading upstream health from `health`.
+    pub(super) fn new(health: HealthSource) -> ReportCache {
+        ReportCache {
+            health,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The report built less than [`REPORT_MAX_AGE`] ago, or a new one
+    /// (state snapshot plus a query of every Caddy's upstreams).
+    pub(super) async fn get(&self, ctx: &Context) -> Arc<Report> {
+        let mut last = self.last.lock().await;
+        if let Some((built, report)) = last.as_ref() {
+            if built.elapsed() < REPORT_MAX_AGE {
+                return Arc::clone(report);
+            }
+        }
+        let health = self.health.fetch().await;
+        let report = Arc::new(build(ctx, ctx.snapshot(), &health));
+        *last = Some((Instant::now(), Arc::clone(&report)));
+        report
+    }
 }
 
 /// One routed node in [`Report`].
@@ -265,7 +367,7 @@ mod tests {
         assert_eq!(report.version, env!("CARGO_PKG_VERSION"));
         report.version = "0.0.0-test";
         report.started = now - time::Duration::minutes(15);
-        insta::assert_snapshot!(serde_json::to_string_pretty(&report).unwrap());
+        insta::assert_snapshot!(serde_json::to_string_pretty(&report.api(None, None)).unwrap());
     }
 
     #[test]
@@ -292,6 +394,72 @@ mod tests {
         );
         assert_eq!(h["b:80"], UpstreamHealth::default());
         assert_eq!(merge_health(&[Some(vec![])]), Some(HashMap::new()));
+    }
+
+    #[test]
+    fn api_pages_through_the_nodes() {
+        let now = OffsetDateTime::now_utc();
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        let mut report = build(&ctx, fleet_state(&ctx, now), &None);
+        let node = report.nodes[0].clone();
+        report.nodes = (0..2500)
+            .map(|i| NodeReport {
+                name: format!("n{i:05}"),
+                ..node.clone()
+            })
+            .collect();
+        let page = |o, l| serde_json::to_value(report.api(o, l)).unwrap();
+        let names = |v: &serde_json::Value| -> Vec<String> {
+            v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let first = page(None, None);
+        assert_eq!(
+            (
+                first["total"].as_u64(),
+                first["offset"].as_u64(),
+                first["limit"].as_u64()
+            ),
+            (Some(2500), Some(0), Some(1000))
+        );
+        let first = names(&first);
+        assert_eq!(
+            (first.len(), first[0].as_str(), first[999].as_str()),
+            (1000, "n00000", "n00999")
+        );
+        // Over the cap: capped, and the answer says so.
+        let big = page(Some(2000), Some(5000));
+        assert_eq!(big["limit"], 1000);
+        assert_eq!(names(&big).len(), 500);
+        assert_eq!(names(&big)[0], "n02000");
+        assert_eq!(names(&page(Some(10), Some(2))), ["n00010", "n00011"]);
+        // Past the end, or nothing asked: an empty page with the total.
+        let past = page(Some(usize::MAX), Some(10));
+        assert_eq!(
+            (past["total"].as_u64(), names(&past).len()),
+            (Some(2500), 0)
+        );
+        assert_eq!(names(&page(None, Some(0))).len(), 0);
+        // Paging through gets every node exactly once.
+        let mut all = Vec::new();
+        let mut offset = 0;
+        while offset < 2500 {
+            all.extend(names(&page(Some(offset), None)));
+            offset += 1000;
+        }
+        assert_eq!(
+            all,
+            report
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(page(None, None)["skipped_total"], 1);
     }
 
     #[test]
