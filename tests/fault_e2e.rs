@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use e2e::fault::{rss_kb, AdminFault, AdminProxy, HeadscaleFaults, HsFault, Process, HUGE_BYTES};
+use e2e::fault::{AdminFault, AdminProxy, HeadscaleFaults, HsFault, Process, HUGE_BYTES};
+use e2e::procfs::rss_kb;
 use e2e::sync::{Daemon, Rig};
 use e2e::{eventually, for_each_version};
 use serde_json::Value;

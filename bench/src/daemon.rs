@@ -193,49 +193,17 @@ pub fn parse_metrics(text: &str) -> Option<Counters> {
     seen.then_some(c)
 }
 
-/// Clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`, else 100).
-pub fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
-}
+/// Clock ticks per second for `/proc/<pid>/stat`.
+pub use e2e::procfs::{clock_ticks, reset_peak_rss};
 
 /// utime + stime of a process (all threads), in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Res<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat
-        .rsplit_once(')')
-        .ok_or_else(|| err("bad /proc/<pid>/stat"))?
-        .1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // After the command name: state is field 3, utime field 14, stime field 15.
-    let utime: u64 = f.get(11).ok_or_else(|| err("no utime"))?.parse()?;
-    let stime: u64 = f.get(12).ok_or_else(|| err("no stime"))?.parse()?;
-    Ok(utime + stime)
+    e2e::procfs::cpu_ticks(pid).ok_or_else(|| err(format!("cannot read /proc/{pid}/stat")))
 }
 
 /// A `/proc/<pid>/status` field in kB (`VmHWM`, `VmRSS`).
 pub fn status_kb(pid: u32, key: &str) -> Res<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    s.lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .strip_prefix(':')?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .ok_or_else(|| err(format!("no {key} in /proc/{pid}/status")))
-}
-
-/// Resets the peak RSS (`VmHWM`) to the current RSS (`echo 5 > clear_refs`, Linux 4.0+).
-pub fn reset_peak_rss(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+    e2e::procfs::status_kb(pid, key).ok_or_else(|| err(format!("no {key} in /proc/{pid}/status")))
 }
 
 #[cfg(test)]
@@ -251,12 +219,5 @@ tart_sync_errors_total{kind=\"x\"} 1\n";
         assert_eq!((c.cycles, c.writes, c.polls), (7, 2, 9));
         assert!((c.cycle_seconds - 0.25).abs() < 1e-12);
         assert!(parse_metrics("nothing 1\n").is_none());
-    }
-
-    #[test]
-    fn reads_own_proc() {
-        let pid = std::process::id();
-        assert!(cpu_ticks(pid).is_ok());
-        assert!(status_kb(pid, "VmHWM").unwrap_or(0) > 0);
     }
 }

@@ -494,16 +494,6 @@ async fn hs_conn(mut conn: TcpStream, shared: Arc<HsShared>) {
     let _ = conn.shutdown().await;
 }
 
-/// Resident memory of a process in kB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// tart-sync running as its own process (`tart-sync run`), so its memory
 /// can be measured; killed when dropped. Its log (stderr) goes to a file.
 pub struct Process {

@@ -437,7 +437,7 @@ async fn run(cli: Cli) -> Result<bool, SoakError> {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let mut daemon = TartSync::spawn(&tart_sync_bin, &env, &file("-tart-sync.log"))?;
-    let ticks = probe::ticks_per_sec();
+    let ticks = e2e::procfs::clock_ticks();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -717,8 +717,8 @@ async fn run(cli: Cli) -> Result<bool, SoakError> {
     }
     let writes_total = caddy.admin_writes();
     let polls = standin.polls().saturating_sub(polls_before);
-    let caddy_cpu = caddy.pid().and_then(|p| probe::cpu_time(p, ticks));
-    let driver_cpu = probe::cpu_time(std::process::id(), ticks);
+    let caddy_cpu = caddy.pid().and_then(|p| e2e::procfs::cpu_time(p, ticks));
+    let driver_cpu = e2e::procfs::cpu_time(std::process::id(), ticks);
     let exit = daemon.terminate(Duration::from_secs(10));
 
     let summary = Summary {

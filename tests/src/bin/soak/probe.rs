@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use e2e::procfs;
+
 /// One reading of a process.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
@@ -20,53 +22,10 @@ pub struct Sample {
 pub fn sample(pid: u32, at_secs: f64, ticks_per_sec: u64) -> Option<Sample> {
     Some(Sample {
         at_secs,
-        rss_kb: rss_kb(pid)?,
-        fds: fd_count(pid)?,
-        cpu: cpu_time(pid, ticks_per_sec)?,
+        rss_kb: procfs::rss_kb(pid)?,
+        fds: procfs::fd_count(pid)?,
+        cpu: procfs::cpu_time(pid, ticks_per_sec)?,
     })
-}
-
-/// `VmRSS` of `/proc/<pid>/status`, in kB.
-pub fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix("VmRSS:")?
-            .trim()
-            .strip_suffix("kB")?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// Open file descriptors: the entries of `/proc/<pid>/fd`.
-pub fn fd_count(pid: u32) -> Option<u64> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    Some(dir.filter(|e| e.is_ok()).count() as u64)
-}
-
-/// utime + stime of `/proc/<pid>/stat` (all threads).
-pub fn cpu_time(pid: u32, ticks_per_sec: u64) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields follow the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // After the name: state is field 3 of the whole line, utime 14, stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let ticks = utime.checked_add(stime)?;
-    Some(Duration::from_secs_f64(
-        ticks as f64 / ticks_per_sec.max(1) as f64,
-    ))
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, else Linux's usual 100).
-pub fn ticks_per_sec() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
 }
 
 /// The growth criterion on a series of readings after the warm-up.
@@ -120,7 +79,7 @@ mod tests {
 
     #[test]
     fn reads_its_own_process() {
-        let s = sample(std::process::id(), 0.0, ticks_per_sec()).unwrap();
+        let s = sample(std::process::id(), 0.0, procfs::clock_ticks()).unwrap();
         assert!(s.rss_kb > 0 && s.fds >= 3, "{s:?}");
         assert!(sample(u32::MAX, 0.0, 100).is_none());
     }
