@@ -212,8 +212,10 @@ pub enum Error {
     Encode(#[source] serde_json::Error),
 }
 
-/// An error and its sources, joined with `: ` (a text already shown is dropped).
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources, joined with `: ` (a text already shown is
+/// dropped): what this crate's messages show of a transport error, also
+/// handy for other HTTP errors of a program that embeds it.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(e);
     while let Some(err) = current {

@@ -65,4 +65,4 @@ pub use client::{
     AdminAddress, Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
 };
-pub use error::{BoxError, Error, ErrorKind};
+pub use error::{chain as error_chain, BoxError, Error, ErrorKind};

@@ -158,7 +158,7 @@ impl HeadscaleClient {
             .user_agent(concat!("tart-sync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HeadscaleError::Config {
-                detail: error_chain(&e),
+                detail: caddy_client::error_chain(&e),
             })?;
         Ok(HeadscaleClient {
             http,
@@ -345,7 +345,10 @@ impl HeadscaleClient {
                 // The answer had begun: headscale was reached, its answer broke off.
                 HeadscaleError::Truncated {
                     received,
-                    detail: format!("GET {shown}: {}", error_chain(&e.without_url())),
+                    detail: format!(
+                        "GET {shown}: {}",
+                        caddy_client::error_chain(&e.without_url())
+                    ),
                 }
             }
         })?;
@@ -380,7 +383,7 @@ impl HeadscaleClient {
             }
         } else {
             HeadscaleError::Transport {
-                detail: format!("GET {url}: {}", error_chain(&e.without_url())),
+                detail: format!("GET {url}: {}", caddy_client::error_chain(&e.without_url())),
             }
         }
     }
@@ -400,20 +403,6 @@ fn too_large(shown: &str) -> HeadscaleError {
              nodes with headscale.user)"
         ),
     }
-}
-
-/// An error and its sources, joined with `: ` (repeated texts dropped).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = err.source();
-    }
-    parts.join(": ")
 }
 
 /// The error for a non-success, non-404 answer.
