@@ -20,8 +20,22 @@ pub struct RawAnswer {
 
 /// Sends `GET <target> HTTP/1.1` with this `Host` to 127.0.0.1:`port` and
 /// reads the whole answer (the connection is closed by `Connection: close`;
-/// bounded to 5 s and 1 MiB).
+/// bounded to 5 s and 1 MiB). A connection closed before any answer (Caddy
+/// closes the connections it serves when it reloads its config, e.g. right
+/// after tart-sync's write) is tried again, at most three times in all.
 pub async fn raw_get(port: u16, host: &str, target: &str) -> RawAnswer {
+    let mut answer = raw_get_once(port, host, target).await;
+    for _ in 0..2 {
+        if answer.status != 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = raw_get_once(port, host, target).await;
+    }
+    answer
+}
+
+async fn raw_get_once(port: u16, host: &str, target: &str) -> RawAnswer {
     let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
