@@ -241,6 +241,17 @@ impl Client {
                         limit: self.inner.max_body_size,
                     })
                 }
+                Err(SendError::Cut(status, e)) => {
+                    if repeatable && attempt == 1 {
+                        tracing::debug!(request = %label, error = %e, "retrying once after an answer cut short");
+                        continue;
+                    }
+                    return Err(Error::Truncated {
+                        request: label,
+                        status,
+                        source: e,
+                    });
+                }
                 Err(SendError::Transport(e)) => {
                     if repeatable && attempt == 1 {
                         tracing::debug!(request = %label, error = %e, "retrying once after a closed connection");
@@ -297,7 +308,7 @@ impl Client {
         let collected = Limited::new(http_resp.into_body(), self.inner.max_body_size)
             .collect()
             .await
-            .map_err(SendError::from_body)?;
+            .map_err(|e| SendError::from_body(status, e))?;
         let trailer_etag = collected
             .trailers()
             .and_then(|t| t.get(ETAG))
@@ -335,18 +346,22 @@ impl Client {
 enum SendError {
     Timeout,
     TooLarge,
+    /// The answer's head arrived (with this status) but its body was cut.
+    Cut(u16, BoxError),
     Transport(BoxError),
 }
 
 impl SendError {
-    /// An error while reading a body through [`Limited`].
-    fn from_body(e: BoxError) -> SendError {
+    /// An error while reading the body (through [`Limited`]) of an answer
+    /// whose head said `status`: too large, a timeout, or cut short.
+    fn from_body(status: u16, e: BoxError) -> SendError {
         if e.is::<LengthLimitError>() {
             return SendError::TooLarge;
         }
         match e.downcast::<reqwest::Error>() {
-            Ok(e) => SendError::from(*e),
-            Err(e) => SendError::Transport(e),
+            Ok(e) if e.is_timeout() => SendError::Timeout,
+            Ok(e) => SendError::Cut(status, e),
+            Err(e) => SendError::Cut(status, e),
         }
     }
 }

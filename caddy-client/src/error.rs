@@ -35,6 +35,8 @@ pub enum ErrorKind {
     Decode,
     /// The answer was larger than the client's limit.
     TooLarge,
+    /// Caddy answered, but the connection closed before the answer ended.
+    Truncated,
     /// The request body could not be encoded as JSON.
     Encode,
 }
@@ -55,6 +57,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Decode => "decode",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::Truncated => "truncated",
             ErrorKind::Encode => "encode",
         }
     }
@@ -207,6 +210,18 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// Caddy answered (the status is known) but the connection closed before
+    /// the answer's body ended. A write may have been applied: read again.
+    #[error("{request}: Caddy answered {status} but the answer was cut short: {}; a change may have been applied, read the config again", chain(source.as_ref()))]
+    Truncated {
+        /// The request.
+        request: String,
+        /// The status the answer's head carried.
+        status: u16,
+        /// What ended the body.
+        #[source]
+        source: BoxError,
+    },
     /// A value could not be encoded as JSON.
     #[error("cannot encode the request body as JSON: {0}")]
     Encode(#[source] serde_json::Error),
@@ -262,6 +277,7 @@ impl Error {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Decode { .. } => ErrorKind::Decode,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Truncated { .. } => ErrorKind::Truncated,
             Error::Encode(_) => ErrorKind::Encode,
         }
     }
@@ -275,7 +291,8 @@ impl Error {
             | Error::BadRequest { status, .. }
             | Error::ConfigRejected { status, .. }
             | Error::Forbidden { status, .. }
-            | Error::Api { status, .. } => Some(*status),
+            | Error::Api { status, .. }
+            | Error::Truncated { status, .. } => Some(*status),
             _ => None,
         }
     }
