@@ -1,41 +1,27 @@
-//! A headscale stand-in for large fleets: serves `GET /api/v1/node` (bearer
-//! key checked) with nodes rendered by the e2e harness's [`SimNode`], and
-//! swaps the whole answer atomically when a node changes (wiremock's
-//! reset-and-mount would leave a gap in which a poll gets a 404).
+//! The benchmark's headscale answers for large fleets: one node per name,
+//! each rendered once online and once offline by the e2e harness's
+//! [`SimNode`], the answer assembled from those bytes when a node changes and
+//! served by the harness's stand-in ([`e2e::standin`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use e2e::headscale::{SimNode, API_KEY};
+use e2e::headscale::SimNode;
 use time::OffsetDateTime;
-use tokio::task::JoinHandle;
 
 use crate::Res;
 
 /// One node's JSON when online, its JSON when offline, and whether it is online now.
 type NodeBodies = (Vec<u8>, Vec<u8>, bool);
 
-struct Shared {
-    auth: String,
-    body: RwLock<Bytes>,
+/// The running stand-in; stops when dropped.
+pub struct StandIn {
+    server: e2e::standin::StandIn,
     /// Per node: its JSON online, its JSON offline, and whether it is online now.
     nodes: Mutex<Vec<NodeBodies>>,
     /// Whether the answer ends with a newline (see [`StandIn::touch`]).
     newline: AtomicBool,
-    polls: AtomicU64,
-}
-
-/// The running stand-in; stops when dropped.
-pub struct StandIn {
-    url: String,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
 }
 
 impl StandIn {
@@ -54,94 +40,67 @@ impl StandIn {
                 Ok((on, off, true))
             })
             .collect::<Res<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
-            auth: format!("Bearer {API_KEY}"),
-            body: RwLock::new(Bytes::new()),
+        // No fault is ever set here: the stall time does not matter.
+        let server = e2e::standin::StandIn::start(Duration::ZERO).await?;
+        let standin = StandIn {
+            server,
             nodes: Mutex::new(nodes),
             newline: AtomicBool::new(false),
-            polls: AtomicU64::new(0),
-        });
-        rebuild(&shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let app = Router::new()
-            .route("/api/v1/node", get(list))
-            .with_state(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(StandIn { url, shared, task })
+        };
+        standin.rebuild();
+        Ok(standin)
     }
 
     /// The base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> &str {
-        &self.url
+        self.server.url()
     }
 
     /// Marks node `i` online or offline; returns once the stand-in answers so.
     pub fn set_online(&self, i: usize, online: bool) {
         {
-            let mut nodes = self.shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = nodes.get_mut(i) {
                 n.2 = online;
             }
         }
-        rebuild(&self.shared);
+        self.rebuild();
     }
 
     /// Changes the answer's bytes but not what it says (a trailing newline
     /// comes or goes): the next poll reads a changed answer with the same nodes.
     pub fn touch(&self) {
-        self.shared.newline.fetch_xor(true, Ordering::Relaxed);
-        rebuild(&self.shared);
+        self.newline.fetch_xor(true, Ordering::Relaxed);
+        self.rebuild();
     }
 
     /// Node listings served so far.
     pub fn polls(&self) -> u64 {
-        self.shared.polls.load(Ordering::Relaxed)
+        self.server.polls()
     }
 
     /// Size of the current answer in bytes.
     pub fn body_len(&self) -> usize {
-        self.shared.body.read().map(|b| b.len()).unwrap_or(0)
+        self.server.body_len()
     }
-}
 
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Renders the answer from the node table and swaps it in (under the node
-/// lock, so concurrent changes are applied in order).
-fn rebuild(shared: &Shared) {
-    let nodes = shared.nodes.lock().unwrap_or_else(|p| p.into_inner());
-    let total: usize = nodes.iter().map(|n| n.0.len().max(n.1.len()) + 1).sum();
-    let mut out = Vec::with_capacity(total + 16);
-    out.extend_from_slice(b"{\"nodes\":[");
-    for (i, (on, off, online)) in nodes.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    /// Renders the answer from the node table and swaps it in (under the
+    /// node lock, so concurrent changes are applied in order).
+    fn rebuild(&self) {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = nodes.iter().map(|n| n.0.len().max(n.1.len()) + 1).sum();
+        let mut out = Vec::with_capacity(total + 16);
+        out.extend_from_slice(b"{\"nodes\":[");
+        for (i, (on, off, online)) in nodes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(if *online { on } else { off });
         }
-        out.extend_from_slice(if *online { on } else { off });
+        out.extend_from_slice(b"]}");
+        if self.newline.load(Ordering::Relaxed) {
+            out.push(b'\n');
+        }
+        self.server.set_body(out);
     }
-    out.extend_from_slice(b"]}");
-    if shared.newline.load(Ordering::Relaxed) {
-        out.push(b'\n');
-    }
-    *shared.body.write().unwrap_or_else(|p| p.into_inner()) = Bytes::from(out);
-}
-
-async fn list(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    s.polls.fetch_add(1, Ordering::Relaxed);
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(s.auth.as_str());
-    if !authorized {
-        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
-    }
-    let body = s.body.read().map(|b| b.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -13,6 +13,7 @@ pub mod fault;
 pub mod headscale;
 pub mod procfs;
 pub mod raw;
+pub mod standin;
 pub mod sync;
 
 use std::fs;
