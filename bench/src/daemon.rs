@@ -45,16 +45,9 @@ impl Daemon {
             .ok_or_else(|| err("TART_SYNC_STATUS_LISTEN is not set"))?
             .parse()?;
         let log_file = std::fs::File::create(&log)?;
-        let mut cmd = tokio::process::Command::new(bin);
-        cmd.arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true);
+        let mut cmd =
+            tokio::process::Command::from(e2e::tart_sync_run_command(bin, env, "info", log_file));
+        cmd.kill_on_drop(true);
         let child = cmd
             .spawn()
             .map_err(|e| err(format!("cannot start {}: {e}", bin.display())))?;

@@ -509,14 +509,7 @@ impl Process {
         let dir = crate::temp_dir("tart-sync-run");
         let log = dir.path().join("tart-sync.log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = std::process::Command::new(crate::tart_sync_bin())
-            .env_clear()
-            .envs(env)
-            .env("RUST_LOG", rust_log)
-            .arg("run")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(file)
+        let child = crate::tart_sync_run_command(&crate::tart_sync_bin(), env, rust_log, file)
             .spawn()
             .unwrap();
         Process {

@@ -80,6 +80,27 @@ pub fn tart_sync_bin() -> PathBuf {
         })
 }
 
+/// `<bin> run` configured by exactly `env` (plus `PATH` and `RUST_LOG`),
+/// stdin and stdout closed, stderr (the log) into `log`: how the fault
+/// tests, the soak and the benchmark start tart-sync as its own process.
+pub fn tart_sync_run_command(
+    bin: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+    rust_log: &str,
+    log: fs::File,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", rust_log)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    cmd
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; tests run on loopback only).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

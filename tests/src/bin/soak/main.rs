@@ -185,15 +185,7 @@ impl TartSync {
     ) -> Result<TartSync, SoakError> {
         let file = std::fs::File::create(log)
             .map_err(|e| SoakError::io(format!("creating {}", log.display()), e))?;
-        let child = Command::new(bin)
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
+        let child = e2e::tart_sync_run_command(bin, env, "info", file)
             .spawn()
             .map_err(|e| {
                 SoakError::io(
