@@ -8,6 +8,7 @@
 //! - [`reserved`]: names never published (the site's own paths, `routes.reserved`).
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
+//! - [`guard`]: hold back a mass removal (headscale restarted?).
 //! - [`contest`]: back off when another writer keeps changing the route.
 //! - [`controller`]: the loop, error policy with backoff, shutdown.
 //! - [`context`]: the [`context::Context`] shared by the loop and the status
@@ -20,6 +21,7 @@ pub mod contest;
 pub mod context;
 pub mod controller;
 pub mod desired;
+pub mod guard;
 pub mod headscale;
 pub mod layout;
 pub mod metrics;
