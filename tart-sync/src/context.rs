@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::config::Settings;
 use crate::desired::Desired;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reserved::{Reserved, Rule, Why};
 use crate::status::text::{one_line, short_duration};
@@ -139,6 +140,8 @@ pub struct Context {
     pub state: Arc<RwLock<SyncState>>,
     /// The metrics.
     pub metrics: Metrics,
+    /// Each TART's probe results and history.
+    pub health: Health,
     /// When the process started.
     pub started: OffsetDateTime,
     /// The last desired state [`poll`] computed, with the time its first
@@ -182,6 +185,7 @@ impl Context {
         Arc::new(Context {
             settings,
             metrics: Metrics::new(state.clone()),
+            health: Health::default(),
             state,
             started: OffsetDateTime::now_utc(),
             last_desired: Mutex::new(None),

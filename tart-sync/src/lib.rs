@@ -13,6 +13,7 @@
 //! - [`controller`]: the loop, error policy with backoff, shutdown.
 //! - [`context`]: the [`context::Context`] shared by the loop and the status
 //!   server; readiness.
+//! - [`health`]: each TART's probe results and state-change history.
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
@@ -23,6 +24,7 @@ pub mod controller;
 pub mod desired;
 pub mod guard;
 pub mod headscale;
+pub mod health;
 pub mod layout;
 pub mod metrics;
 pub mod reconcile;
