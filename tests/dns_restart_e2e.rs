@@ -1,0 +1,106 @@
+//! dns mode through a restart of tart-sync, against real Caddy 2.6.2 and
+//! 2.11: tart-sync SIGKILLed for 10 s, then started again, while a client
+//! asks an online TART 20 times a second. While the responder is gone its
+//! UDP port is closed, Caddy's lookup fails at once (ICMP port unreachable)
+//! and the proxy falls back to the static upstream the route carries (the
+//! name's last written address).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::dns::{dns_env, free_udp_port};
+use e2e::fault::Process;
+use e2e::for_each_version;
+use e2e::sync::Rig;
+
+/// One request: true when alpha itself answered.
+async fn ask(http: &reqwest::Client, port: u16) -> bool {
+    let r = http
+        .get(format!("http://127.0.0.1:{port}/alpha/"))
+        .header("host", "tart.test")
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status().as_u16() == 200 => {
+            r.text().await.is_ok_and(|b| b.contains("\"alpha\""))
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn online_tarts_keep_answering_through_a_restart() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        rig.hs.set_nodes(&rig.nodes()).await;
+        let mut extra = dns_env(free_udp_port());
+        extra.push(("TART_SYNC_DNS_REFRESH", "1s".into()));
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = rig.env(&extra);
+        let first = Process::run(&env, "info");
+        assert!(rig.wait_for("/alpha/", "alpha", Duration::from_secs(10)).await, "{v:?}: {}", first.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let writes = rig.caddy.admin_writes();
+
+        // The client: a request every 50 ms, each on its own, 2 s at most.
+        let results: Arc<Mutex<Vec<(Duration, bool, Duration)>>> = Arc::default();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let start = Instant::now();
+        let client = {
+            let (http, port, results) = (rig.http.clone(), rig.http_port, results.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
+                let mut inflight = Vec::new();
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop_rx.changed() => break,
+                    }
+                    let (http, results) = (http.clone(), results.clone());
+                    inflight.push(tokio::spawn(async move {
+                        let at = start.elapsed();
+                        let t = Instant::now();
+                        let ok = ask(&http, port).await;
+                        results.lock().unwrap().push((at, ok, t.elapsed()));
+                    }));
+                }
+                for t in inflight {
+                    let _ = t.await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(first); // SIGKILL
+        let killed = start.elapsed();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let second = Process::run(&env, "info");
+        let restarted = start.elapsed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let _ = stop_tx.send(true);
+        client.await.unwrap();
+
+        let results = results.lock().unwrap().clone();
+        let total = results.len();
+        let ok = results.iter().filter(|r| r.1).count();
+        let dead: Vec<_> = results.iter().filter(|r| r.0 >= killed && r.0 < restarted).collect();
+        let slowest_dead = dead.iter().map(|r| r.2).max().unwrap_or_default();
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| !r.1)
+            .map(|r| format!("{:.2}s", r.0.as_secs_f64()))
+            .collect();
+        let ratio = ok as f64 / total as f64;
+        println!(
+            "{v:?}: restart: {ok}/{total} requests answered by alpha ({:.2}%); {} while tart-sync was dead, slowest {slowest_dead:?}; failures at {failed:?}",
+            ratio * 100.0,
+            dead.len()
+        );
+        assert!(total >= 300, "{v:?}: the client made only {total} requests");
+        assert!(ratio >= 0.99, "{v:?}: {ok}/{total}; failures at {failed:?}");
+        // The restarted tart-sync found the same names: nothing written.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(rig.caddy.admin_writes(), writes, "{v:?}: {}", second.log());
+    })
+    .await;
+}
