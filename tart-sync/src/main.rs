@@ -164,7 +164,7 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         let _ = tx.send(true);
     });
     let status = tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
-    if let Err(e) = tart_sync::dns::start(&ctx, rx.clone()).await {
+    if let Err(e) = tart_sync::dns::start(&ctx, rx.clone()) {
         eprintln!("tart-sync: {e}");
         return ExitCode::from(2);
     }

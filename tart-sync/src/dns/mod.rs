@@ -7,7 +7,7 @@
 //! - [`answers`]: the table and the reply to one query (pure).
 //! - [`limit`]: per-source token buckets.
 //! - [`stats`]: queries by outcome, last query, rate.
-//! - [`serve`] (here): the UDP loop.
+//! - `server`: the UDP loop on its own thread ([`start`]).
 //!
 //! It is never an open resolver: names outside the zone are REFUSED, nothing
 //! is ever forwarded, replies hold one question and at most one record
@@ -17,14 +17,13 @@
 
 pub mod answers;
 pub mod limit;
+mod server;
 pub mod stats;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::desired::Targets;
@@ -32,6 +31,7 @@ use crate::guard::Guard;
 use crate::layout::{proxied_count, Diff};
 
 pub use answers::{Answer, Outcome, Table, OFFLINE_ADDRESS};
+pub use server::start;
 pub use stats::{Stats, StatsSnapshot};
 
 /// The responder's shared state: the answers it gives and its health.
@@ -45,7 +45,7 @@ pub struct DnsState {
     /// Queries by outcome, last query, rate.
     pub stats: Stats,
     /// Where the responder listens, once bound; or why it cannot.
-    listening: Mutex<Result<Option<std::net::SocketAddr>, String>>,
+    pub(crate) listening: Mutex<Result<Option<std::net::SocketAddr>, String>>,
 }
 
 /// What [`DnsState::publish`] did.
@@ -156,54 +156,6 @@ impl DnsState {
     }
 }
 
-/// Binds `dns.listen` (UDP). The error says what to do.
-pub async fn bind(settings: &Settings) -> Result<UdpSocket, String> {
-    let listen = settings.dns.listen;
-    UdpSocket::bind(listen).await.map_err(|e| {
-        format!("dns.listen: cannot listen on udp/{listen}: {e} (another process on that port? choose another dns.listen)")
-    })
-}
-
-/// Answers queries on `socket` until `shutdown` turns true. One query at a
-/// time, from memory: a reply takes microseconds, so one task keeps up with
-/// any Caddy; a flood is dropped by the rate limit before any work.
-pub async fn serve(
-    state: Arc<DnsState>,
-    socket: UdpSocket,
-    settings: &Settings,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    *state.listening.lock().unwrap_or_else(|p| p.into_inner()) = Ok(socket.local_addr().ok());
-    let mut limiter = limit::Limiter::new(settings.dns.rate_limit, &settings.dns.unlimited);
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let (len, source) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors of earlier replies surface here on some systems: keep going.
-                    tracing::debug!(error = %e, "dns: receive failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Some(query) = buf.get(..len) else {
-            continue;
-        };
-        if let Some(reply) = state.handle(&mut limiter, query, source.ip()) {
-            if let Err(e) = socket.send_to(&reply, source).await {
-                tracing::debug!(error = %e, %source, "dns: reply not sent");
-            }
-        }
-    }
-}
-
-/// Records that the responder cannot listen (for the status page).
-pub fn failed(state: &DnsState, why: String) {
-    *state.listening.lock().unwrap_or_else(|p| p.into_inner()) = Err(why);
-}
-
 /// The dns-mode route settings of Caddy number `idx` (`None` in config mode).
 pub fn route_settings(settings: &Settings, idx: usize) -> Option<crate::layout::dns::DnsRoute> {
     (settings.routes.resolve == crate::config::Resolve::Dns).then(|| crate::layout::dns::DnsRoute {
@@ -232,29 +184,4 @@ pub fn publish(ctx: &crate::context::Context, targets: &Targets, force: bool) {
                 "holding back dns answers that would take more than half of the TARTs offline at once (headscale restart?); applying them if the picture persists");
         }
     }
-}
-
-/// Starts the responder in dns mode (nothing in config mode): binds
-/// `dns.listen` and answers until `shutdown` turns true. The error says
-/// what to do.
-pub async fn start(
-    ctx: &Arc<crate::context::Context>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    if ctx.settings.routes.resolve != crate::config::Resolve::Dns {
-        return Ok(None);
-    }
-    let socket = match bind(&ctx.settings).await {
-        Ok(s) => s,
-        Err(e) => {
-            failed(&ctx.dns, e.clone());
-            return Err(e);
-        }
-    };
-    tracing::info!(listen = %ctx.settings.dns.listen, zone = %ctx.settings.dns.zone, "dns responder listening");
-    let ctx = ctx.clone();
-    Ok(Some(tokio::spawn(async move {
-        let state = ctx.dns.clone();
-        serve(state, socket, &ctx.settings, shutdown).await;
-    })))
 }
