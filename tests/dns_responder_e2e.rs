@@ -147,3 +147,75 @@ async fn a_flood_from_one_source_is_dropped_beyond_its_rate() {
     assert_eq!(replies, 200);
     assert_eq!(daemon.ctx.dns.stats.queries(Outcome::Limited), 0);
 }
+
+#[tokio::test]
+async fn the_status_page_json_and_metrics_show_the_responder() {
+    let Some(v) = version() else { return };
+    let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+    rig.hs.set_nodes(&rig.nodes()).await;
+    let (daemon, server) = responder(&rig, "127.0.0.1", "1000").await;
+    for _ in 0..5 {
+        assert_eq!(
+            ask(server, "alpha.tart-sync.internal.", A),
+            Some((NOERROR, 1))
+        );
+    }
+    assert_eq!(ask(server, "example.com.", A), Some((REFUSED, 0)));
+    let base = format!("http://{}", daemon.ctx.settings.status.listen);
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.unwrap().text().await.unwrap() }
+    };
+    let json: serde_json::Value = serde_json::from_str(&get("/api/status").await).unwrap();
+    let dns = &json["dns"];
+    assert_eq!(dns["resolve"], "dns", "{json}");
+    assert_eq!(dns["zone"], "tart-sync.internal.");
+    assert_eq!(dns["listen"], server.to_string());
+    assert_eq!(dns["names"], 2);
+    assert!(dns["last_query"].is_string());
+    let answered = dns["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q[0] == "answered")
+        .unwrap();
+    assert_eq!(answered[1], 5);
+    let page = get("/").await;
+    assert!(page.contains("id=\"dns\""), "no DNS block on the page");
+    assert!(page.contains("tart-sync.internal."));
+    assert!(page.contains("5 answered"), "queries on the page");
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.contains("tart_sync_dns_queries_total{outcome=\"answered\"} 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tart_sync_dns_queries_total{outcome=\"refused\"} 1"));
+    assert!(metrics.contains("tart_sync_dns_names 2"));
+    assert!(metrics.contains("tart_sync_dns_last_query_timestamp_seconds "));
+}
+
+#[tokio::test]
+async fn config_mode_shows_no_responder() {
+    let Some(v) = version() else { return };
+    let rig = Rig::start(v, &["alpha"]).await.unwrap();
+    rig.hs.set_nodes(&rig.nodes()).await;
+    let daemon = DnsDaemon::start(rig.settings(&[])).await;
+    let base = format!("http://{}", daemon.ctx.settings.status.listen);
+    let json: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("{base}/api/status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(json.get("dns").is_none(), "{json}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("tart_sync_dns_"));
+}

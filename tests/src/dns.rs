@@ -27,7 +27,7 @@ pub fn dns_env(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The daemon in-process with its DNS responder; stopped on drop.
+/// The daemon in-process with its DNS responder and status server; stopped on drop.
 pub struct DnsDaemon {
     pub ctx: Arc<Context>,
     stop: watch::Sender<bool>,
@@ -41,6 +41,11 @@ impl DnsDaemon {
         let ctx = Context::new(settings);
         let (stop, rx) = watch::channel(false);
         let responder = tart_sync::dns::start(&ctx, rx.clone()).unwrap();
+        // The status server too, on `status.listen`.
+        let listener = tokio::net::TcpListener::bind(ctx.settings.status.listen)
+            .await
+            .unwrap();
+        tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
         let c = ctx.clone();
         let task = tokio::spawn(async move {
             controller::run(c, hs, rx).await.unwrap();
