@@ -219,3 +219,58 @@ async fn config_mode_shows_no_responder() {
         .unwrap();
     assert!(!metrics.contains("tart_sync_dns_"));
 }
+
+/// `tart-sync <args>` with exactly `env`.
+fn cli(env: &std::collections::BTreeMap<String, String>, args: &[&str]) -> (Option<i32>, String) {
+    let o = std::process::Command::new(e2e::tart_sync_bin())
+        .env_clear()
+        .envs(env)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), text)
+}
+
+#[tokio::test]
+async fn plan_shows_the_dns_answers_and_no_change_for_a_flap() {
+    let Some(v) = version() else { return };
+    let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+    let mut nodes = rig.nodes();
+    rig.hs.set_nodes(&nodes).await;
+    let mut extra = dns_env(free_udp_port());
+    extra.push(("TART_SYNC_ROUTES_OFFLINE_GRACE", "1s".into()));
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = rig.env(&extra);
+    let (code, out) = cli(&env, &["once"]);
+    assert_eq!(code, Some(0), "{out}");
+    nodes[1].online = false;
+    nodes[1].last_seen = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    rig.hs.set_nodes(&nodes).await;
+    let (code, out) = cli(&env, &["plan"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("DNS answers (zone tart-sync.internal."),
+        "{out}"
+    );
+    assert!(out.contains("alpha.tart-sync.internal."), "{out}");
+    assert!(out.contains("127.0.0.2"), "{out}");
+    assert!(
+        out.contains("beta.tart-sync.internal.") && out.contains("255.255.255.255  (offline"),
+        "{out}"
+    );
+    assert!(
+        out.contains("up to date"),
+        "a flap is no config change in dns mode: {out}"
+    );
+    // A bad zone is a configuration error naming the setting.
+    let mut bad = env.clone();
+    bad.insert("TART_SYNC_DNS_ZONE".into(), "bad..zone".into());
+    let (code, out) = cli(&bad, &["plan"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("dns.zone"), "{out}");
+}

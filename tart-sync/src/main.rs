@@ -301,7 +301,17 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
         };
         match inst.live(&ids).await {
             Ok(Some((live, _))) => {
-                let d = Diff::between(&reconcile::live_targets(&live), &targets);
+                let live = reconcile::live_targets(&live);
+                // In dns mode only names are written: a flap or a move is no change.
+                let want = match ctx.settings.routes.resolve {
+                    Resolve::Config => targets.clone(),
+                    Resolve::Dns => tart_sync::layout::dns::stable_targets(
+                        &targets,
+                        &live,
+                        ctx.settings.routes.upstream_port,
+                    ),
+                };
+                let d = Diff::between(&live, &want);
                 if d.is_empty() {
                     println!("Caddy {address}: up to date (/id/{})", ids.route);
                 } else {
