@@ -104,3 +104,65 @@ async fn online_tarts_keep_answering_through_a_restart() {
     })
     .await;
 }
+
+/// A frozen responder (SIGSTOP: the port stays open, nothing answers) is
+/// the worst case: Caddy's lookup waits for Go's resolver timeout (from the
+/// Caddy host's /etc/resolv.conf: 5 s × 2 attempts by default) while
+/// holding its lookup lock. Measured and bounded here: no request waits
+/// longer than the freeze or that timeout, and every one is answered.
+#[tokio::test]
+async fn a_frozen_responder_stalls_lookups_at_most_the_resolver_timeout() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        rig.hs.set_nodes(&rig.nodes()).await;
+        let mut extra = dns_env(free_udp_port());
+        extra.push(("TART_SYNC_DNS_REFRESH", "1s".into()));
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let daemon = Process::run(&rig.env(&extra), "info");
+        assert!(
+            rig.wait_for("/alpha/", "alpha", Duration::from_secs(10))
+                .await,
+            "{v:?}"
+        );
+        let signal = |sig: &str| {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &daemon.pid().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill {sig}");
+        };
+        signal("-STOP");
+        let frozen = Instant::now();
+        let mut latencies = Vec::new();
+        let mut ok = 0;
+        while frozen.elapsed() < Duration::from_secs(12) {
+            let t = Instant::now();
+            let r = rig
+                .http
+                .get(format!("http://127.0.0.1:{}/alpha/", rig.http_port))
+                .header("host", "tart.test")
+                .timeout(Duration::from_secs(15))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().as_u16() == 200) {
+                ok += 1;
+            }
+            latencies.push(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        signal("-CONT");
+        let slowest = latencies.iter().max().copied().unwrap_or_default();
+        println!(
+            "{v:?}: responder frozen 12 s: {ok}/{} requests answered, slowest {slowest:?}",
+            latencies.len()
+        );
+        assert_eq!(
+            ok,
+            latencies.len(),
+            "{v:?}: a request failed during the freeze"
+        );
+        assert!(slowest <= Duration::from_secs(11), "{v:?}: {slowest:?}");
+    })
+    .await;
+}
