@@ -235,3 +235,33 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_dial_error_to_an_online_tart_is_not_the_offline_page() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        rig.hs.set_nodes(&rig.nodes()).await;
+        let extra = dns_extra(free_udp_port());
+        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        assert!(
+            rig.wait_for("/beta/", "beta", Duration::from_secs(10))
+                .await,
+            "{v:?}"
+        );
+        // beta is online in headscale, but its web server is down.
+        rig.fleet[1].stop();
+        assert!(
+            rig.wait_for("/beta/", "502", Duration::from_secs(5)).await,
+            "{v:?}: {}",
+            rig.who("/beta/").await
+        );
+        let (status, body) = rig.get("/beta/").await;
+        assert_eq!(status, 502, "{v:?}");
+        assert!(
+            !body.contains("offline"),
+            "{v:?}: a dial error shown as offline: {body}"
+        );
+        assert_eq!(rig.who("/alpha/").await, "alpha");
+    })
+    .await;
+}

@@ -185,3 +185,86 @@ pub fn publish(ctx: &crate::context::Context, targets: &Targets, force: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::Target;
+
+    fn settings(extra: &str) -> Settings {
+        let toml = format!(
+            "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+             [caddy]\nadmin = [\"127.0.0.1:2019\", \"100.64.0.7:2019\"]\n\
+             [routes]\ndomain = \"tart.example.org\"\nresolve = \"dns\"\n{extra}"
+        );
+        Settings::from_sources(Some(&toml), &|_: &str| None, None).unwrap()
+    }
+
+    fn fleet(online: usize, offline: usize) -> Targets {
+        (0..online + offline)
+            .map(|i| {
+                let t = if i < online {
+                    Target::Dial(format!("100.64.0.{}:80", i + 1))
+                } else {
+                    Target::Offline
+                };
+                (format!("t{i}"), t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_mass_offline_is_held_like_a_caddy_write() {
+        let state = DnsState::new(&settings(""));
+        assert!(state.table().is_none());
+        let hold = Duration::from_secs(60);
+        assert!(matches!(
+            state.publish(&fleet(4, 0), hold, false),
+            Publish::Applied(_)
+        ));
+        // One goes offline: applied at once.
+        assert!(matches!(
+            state.publish(&fleet(3, 1), hold, false),
+            Publish::Applied(_)
+        ));
+        assert_eq!(state.table().unwrap().get("t3"), Some(Answer::Offline));
+        // Everyone offline (headscale restarted?): held, old answers kept.
+        assert!(matches!(
+            state.publish(&fleet(0, 4), hold, false),
+            Publish::Held(_)
+        ));
+        assert!(matches!(
+            state.table().unwrap().get("t0"),
+            Some(Answer::Online(_))
+        ));
+        // `once --allow-mass-removal`: applied.
+        assert!(matches!(
+            state.publish(&fleet(0, 4), hold, true),
+            Publish::Applied(_)
+        ));
+        assert_eq!(state.table().unwrap().get("t0"), Some(Answer::Offline));
+    }
+
+    #[test]
+    fn each_caddy_gets_its_own_resolver_address() {
+        let one = settings("[dns]\ncaddy_resolver = [\"udp/100.64.0.1:5380\"]\n");
+        let per = settings(
+            "[dns]\nlisten = \"0.0.0.0:5380\"\ncaddy_resolver = [\"127.0.0.1:5380\", \"100.64.0.1:5380\"]\n",
+        );
+        let r = |s: &Settings, i| route_settings(s, i).unwrap().resolver;
+        assert_eq!(r(&one, 0), "udp/100.64.0.1:5380");
+        assert_eq!(r(&one, 1), "udp/100.64.0.1:5380");
+        assert_eq!(r(&per, 0), "udp/127.0.0.1:5380");
+        assert_eq!(r(&per, 1), "udp/100.64.0.1:5380");
+        let insts = crate::controller::instances(&per).unwrap();
+        assert_eq!(insts[1].dns().unwrap().resolver, "udp/100.64.0.1:5380");
+        // Config mode: no dns route.
+        let config = Settings::from_sources(
+            Some("[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n[routes]\ndomain = \"t.example\"\n"),
+            &|_: &str| None,
+            None,
+        )
+        .unwrap();
+        assert!(route_settings(&config, 0).is_none());
+    }
+}
