@@ -2,6 +2,8 @@
 //! what a flap or a move costs (no config write, WebSockets stay open), the
 //! contrast with config mode, and what a name costs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 

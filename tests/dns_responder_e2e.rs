@@ -3,6 +3,8 @@
 //! resolver), NXDOMAIN for names that are not routed, and drops a flood
 //! from one source beyond its rate limit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -5,6 +5,8 @@
 //! and the proxy falls back to the static upstream the route carries (the
 //! name's last written address).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
