@@ -267,3 +267,58 @@ async fn a_dial_error_to_an_online_tart_is_not_the_offline_page() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn host_mode_resolves_through_the_responder_too() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        let mut nodes = rig.nodes();
+        rig.hs.set_nodes(&nodes).await;
+        let mut extra = dns_extra(free_udp_port());
+        extra.push(("TART_SYNC_ROUTES_MODE", "host".into()));
+        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        let who = |host: &'static str| {
+            let rig = &rig;
+            async move { rig.get_host(host, "/some/path").await }
+        };
+        assert!(
+            e2e::eventually(Duration::from_secs(10), || async {
+                (who("beta.tart.test").await.0 == 200).then_some(())
+            })
+            .await
+            .is_some(),
+            "{v:?}"
+        );
+        let (status, body) = who("alpha.tart.test").await;
+        assert_eq!(status, 200, "{v:?}: {body}");
+        assert!(
+            body.contains("\"alpha\"") && body.contains("/some/path"),
+            "{v:?}: {body}"
+        );
+        let before = writes(&rig).await;
+        go_offline(&mut nodes[1]);
+        rig.hs.set_nodes(&nodes).await;
+        assert!(
+            e2e::eventually(Duration::from_secs(5), || async {
+                let (status, body) = who("beta.tart.test").await;
+                (status == 503 && body.contains("TART beta is offline")).then_some(())
+            })
+            .await
+            .is_some(),
+            "{v:?}: {:?}",
+            who("beta.tart.test").await
+        );
+        let (status, body) = who("nobody.tart.test").await;
+        assert_eq!(
+            (status, body.contains("No TART with this name")),
+            (404, true),
+            "{v:?}: {body}"
+        );
+        assert_eq!(
+            writes(&rig).await,
+            before,
+            "{v:?}: a flap in host mode is no write either"
+        );
+    })
+    .await;
+}
