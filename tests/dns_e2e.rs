@@ -197,6 +197,11 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
             "{v:?}"
         );
         let before = writes(&rig).await;
+        // alpha moves: no write (its fallback address stays the old one) ...
+        nodes[0].ip = "127.0.0.9".into();
+        rig.hs.set_nodes(&nodes).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(writes(&rig).await, before, "{v:?}: a move is no write");
         nodes.push(gamma);
         rig.hs.set_nodes(&nodes).await;
         assert!(
@@ -208,6 +213,15 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
             writes(&rig).await,
             before + 1,
             "{v:?}: a new name is one write"
+        );
+        // ... and the write a new name costs anyway refreshes it.
+        let live: serde_json::Value = rig.caddy.client().id("tart-sync").get().await.unwrap();
+        let raw = serde_json::value::to_raw_value(&live).unwrap();
+        let table = tart_sync::reconcile::live_targets(&raw);
+        assert_eq!(
+            table["alpha"],
+            tart_sync::desired::Target::Dial(format!("127.0.0.9:{}", rig.upstream_port)),
+            "{v:?}"
         );
         nodes.pop();
         rig.hs.set_nodes(&nodes).await;

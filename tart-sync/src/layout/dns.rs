@@ -61,6 +61,23 @@ pub fn stable_targets(desired: &Targets, live: &Targets, port: u16) -> Targets {
         .collect()
 }
 
+/// The table to write when a write happens anyway (names added or
+/// removed): every proxied name with its current address, an offline one
+/// with its output in `live` (or the offline sentinel), so the static
+/// fallback is as fresh as the last write.
+pub fn fresh_targets(desired: &Targets, live: &Targets, port: u16) -> Targets {
+    desired
+        .iter()
+        .map(|(name, target)| {
+            let dial = match (target, live.get(name)) {
+                (Target::Dial(d), _) | (Target::Offline, Some(Target::Dial(d))) => d.clone(),
+                (Target::Offline, _) => offline_dial(port),
+            };
+            (name.clone(), Target::Dial(dial))
+        })
+        .collect()
+}
+
 /// The revision stamp in dns mode: the layout, the settings that shape the
 /// route, this Caddy's resolver, and the *names* only.
 pub fn revision(
@@ -216,6 +233,13 @@ mod tests {
             revision(&with_c, &routes(), Features::default(), &dns()),
             r0
         );
+        // When a write happens anyway, the fallbacks are refreshed: a now,
+        // b's last known address kept while it is offline, c new.
+        let more = table(&[("a", Some("100.64.0.8:80")), ("b", None), ("c", None)]);
+        let fresh = fresh_targets(&more, &written, 80);
+        assert_eq!(fresh["a"], Target::Dial("100.64.0.8:80".into()));
+        assert_eq!(fresh["b"], written["b"]);
+        assert_eq!(fresh["c"], Target::Dial("255.255.255.255:80".into()));
         // Another resolver for this Caddy: a new stamp.
         let other = DnsRoute {
             resolver: "udp/100.64.0.5:5380".into(),
