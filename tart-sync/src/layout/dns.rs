@@ -3,10 +3,11 @@
 //! the TART's address up from tart-sync's responder (`dynamic_upstreams`
 //! source `a`), so the config carries only the set of names:
 //!
-//! - Each bucket map's output is the name's *fallback* address: the
-//!   address it had when the name was added (or the offline sentinel for a
-//!   name added offline). It is never rewritten for a move or a flap;
-//!   [`stable_targets`] keeps the live output of every name already there.
+//! - Each bucket map's output is the name's *fallback* address: its
+//!   address as of the last write (or the offline sentinel for a name first
+//!   seen offline). A move or a flap never rewrites it ([`stable_targets`]
+//!   keeps the live outputs while the names are the same); the write that a
+//!   new or removed name costs anyway refreshes them all ([`fresh_targets`]).
 //!   The proxy lists it as its static upstream, which Caddy uses when the
 //!   lookup fails (tart-sync restarting: its UDP port closed answers at
 //!   once), so online TARTs stay reachable through a restart.
