@@ -40,8 +40,9 @@ pub struct DnsState {
     zone: Option<answers::Zone>,
     /// The answers; `None` before the first desired state.
     table: RwLock<Option<Arc<Table>>>,
-    /// The mass-removal guard over the answers, and the targets answered.
-    guard: Mutex<(Guard, Targets)>,
+    /// The mass-removal guard over the answers, the targets answered, and
+    /// whether a change is being held.
+    guard: Mutex<(Guard, Arc<Targets>, bool)>,
     /// Queries by outcome, last query, rate.
     pub stats: Stats,
     /// Where the responder listens, once bound; or why it cannot.
@@ -81,7 +82,7 @@ impl DnsState {
         DnsState {
             zone: answers::Zone::new(&settings.dns.zone, ttl),
             table: RwLock::new(None),
-            guard: Mutex::new((Guard::default(), Targets::new())),
+            guard: Mutex::new((Guard::default(), Arc::default(), false)),
             stats: Stats::default(),
             listening: Mutex::new(Ok(None)),
         }
@@ -95,21 +96,28 @@ impl DnsState {
     /// Answers for `targets` from now on, unless the change would stop
     /// answering an address for more than half of the TARTs at once: that is
     /// held for `hold` (`routes.offline_grace`), as a Caddy write would be.
-    pub fn publish(&self, targets: &Targets, hold: Duration, force: bool) -> Publish {
+    /// The same table again (the same `Arc`, nothing held) costs nothing:
+    /// an idle poll does not compare the fleet.
+    pub fn publish(&self, targets: &Arc<Targets>, hold: Duration, force: bool) -> Publish {
         let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-        let diff = Diff::between(&guard.1, targets);
         let first = self.table().is_none();
+        if !first && !guard.2 && Arc::ptr_eq(&guard.1, targets) {
+            return Publish::Applied(Diff::default());
+        }
+        let diff = Diff::between(&guard.1, targets);
         if !first && !force {
             let proxied = proxied_count(&guard.1);
             if let Some(remaining) = guard.0.check(&diff, proxied, hold, Instant::now()) {
+                guard.2 = true;
                 return Publish::Held(remaining);
             }
         }
+        guard.2 = false;
         if first || !diff.is_empty() {
             let table = Arc::new(Table::from_targets(targets));
             *self.table.write().unwrap_or_else(|p| p.into_inner()) = Some(table);
-            guard.1 = targets.clone();
         }
+        guard.1 = Arc::clone(targets);
         Publish::Applied(diff)
     }
 
@@ -167,7 +175,7 @@ pub fn route_settings(settings: &Settings, idx: usize) -> Option<crate::layout::
 
 /// In dns mode, answers for `targets` from now on (through the
 /// mass-removal guard unless `force`), and logs what changed.
-pub fn publish(ctx: &crate::context::Context, targets: &Targets, force: bool) {
+pub fn publish(ctx: &crate::context::Context, targets: &Arc<Targets>, force: bool) {
     if ctx.settings.routes.resolve != crate::config::Resolve::Dns {
         return;
     }
@@ -200,8 +208,8 @@ mod tests {
         Settings::from_sources(Some(&toml), &|_: &str| None, None).unwrap()
     }
 
-    fn fleet(online: usize, offline: usize) -> Targets {
-        (0..online + offline)
+    fn fleet(online: usize, offline: usize) -> Arc<Targets> {
+        let t: Targets = (0..online + offline)
             .map(|i| {
                 let t = if i < online {
                     Target::Dial(format!("100.64.0.{}:80", i + 1))
@@ -210,7 +218,8 @@ mod tests {
                 };
                 (format!("t{i}"), t)
             })
-            .collect()
+            .collect();
+        Arc::new(t)
     }
 
     #[test]
