@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::config::Settings;
 use crate::desired::Desired;
+use crate::dns::DnsState;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reserved::{Reserved, Rule, Why};
@@ -142,6 +143,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Each TART's probe results and history.
     pub health: Health,
+    /// The DNS responder's answers and health (used in dns mode).
+    pub dns: Arc<DnsState>,
     /// When the process started.
     pub started: OffsetDateTime,
     /// The last desired state [`poll`] computed, with the time its first
@@ -182,9 +185,15 @@ impl Context {
         }));
         let reserved = RwLock::new(Arc::new(Reserved::new(&settings.routes, &[])));
         let site_rules = Mutex::new(vec![Vec::new(); settings.caddy.admin.len()]);
+        let dns = Arc::new(DnsState::new(&settings));
+        let mut metrics = Metrics::new(state.clone());
+        if settings.routes.resolve == crate::config::Resolve::Dns {
+            metrics.register_dns(dns.clone());
+        }
         Arc::new(Context {
             settings,
-            metrics: Metrics::new(state.clone()),
+            dns,
+            metrics,
             health: Health::default(),
             state,
             started: OffsetDateTime::now_utc(),

@@ -258,13 +258,19 @@ pub async fn sync_instance(
     ok
 }
 
-/// Builds one [`Instance`] per configured admin address.
+/// Builds one [`Instance`] per configured admin address (in dns mode each
+/// with its resolver address, [`crate::config::DnsSettings::resolver_for`]).
 pub fn instances(settings: &Settings) -> Result<Vec<Instance>, SyncError> {
     settings
         .caddy
         .admin
         .iter()
-        .map(|a| Instance::new(a, &settings.caddy).map_err(SyncError::from))
+        .enumerate()
+        .map(|(idx, a)| {
+            let mut inst = Instance::new(a, &settings.caddy)?;
+            inst.set_dns(crate::dns::route_settings(settings, idx));
+            Ok(inst)
+        })
         .collect()
 }
 
@@ -335,7 +341,14 @@ pub async fn run(
                         None => true,
                     };
                     if changed {
-                        tx.send_replace(Some(Arc::new(Published::new(desired))));
+                        let published = Arc::new(Published::new(desired));
+                        crate::dns::publish(&ctx, &published.targets, false);
+                        tx.send_replace(Some(published));
+                    } else {
+                        // A held change of the answers is retried every poll.
+                        if let Some(last) = tx.borrow().as_deref() {
+                            crate::dns::publish(&ctx, &last.targets, false);
+                        }
                     }
                 }
                 Err(e) => {
@@ -389,6 +402,7 @@ pub async fn once(
     learn_site_rules(ctx, &insts).await;
     let desired = poll(ctx, hs).await?;
     let targets = Arc::new(desired.targets());
+    crate::dns::publish(ctx, &targets, allow_mass_removal);
     let mut all = true;
     for (idx, inst) in insts.iter_mut().enumerate() {
         all &= sync_instance(ctx, idx, inst, &targets, allow_mass_removal).await;

@@ -5,6 +5,8 @@
 //! - [`config`]: settings from the TOML file and `TART_SYNC_*` environment.
 //! - [`headscale`]: headscale's API (every generation) and its node model.
 //! - [`desired`]: the pure function nodes + settings + time → routes.
+//! - [`dns`]: the DNS responder of `routes.resolve = "dns"` (answers, rate
+//!   limit, health).
 //! - [`reserved`]: names never published (the site's own paths, `routes.reserved`).
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
@@ -22,6 +24,7 @@ pub mod contest;
 pub mod context;
 pub mod controller;
 pub mod desired;
+pub mod dns;
 pub mod guard;
 pub mod headscale;
 pub mod health;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tart_sync::config::Settings;
+use tart_sync::config::{Resolve, Settings};
 use tart_sync::context::Context;
 use tart_sync::controller;
 use tart_sync::desired::Desired;
@@ -164,6 +164,10 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         let _ = tx.send(true);
     });
     let status = tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
+    if let Err(e) = tart_sync::dns::start(&ctx, rx.clone()).await {
+        eprintln!("tart-sync: {e}");
+        return ExitCode::from(2);
+    }
     let result = controller::run(ctx, hs, rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), status).await;
     match result {
@@ -238,6 +242,29 @@ fn print_desired(ctx: &Context, desired: &Desired) {
     }
 }
 
+/// `plan` in dns mode: what the responder answers for each name.
+fn print_answers(ctx: &Context, targets: &tart_sync::desired::Targets) {
+    let dns = &ctx.settings.dns;
+    let table = tart_sync::dns::Table::from_targets(targets);
+    println!(
+        "DNS answers (zone {}, udp/{}, Caddy caches each for {}):",
+        dns.zone,
+        dns.listen,
+        humantime::format_duration(dns.refresh)
+    );
+    for (name, answer) in table.iter() {
+        let what = match answer {
+            tart_sync::dns::Answer::Online(_) => "",
+            tart_sync::dns::Answer::Offline => "  (offline: the offline page)",
+        };
+        println!(
+            "  {:<40} {}{what}",
+            format!("{name}.{}", dns.zone),
+            answer.address()
+        );
+    }
+}
+
 async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     if let Ok(insts) = controller::instances(&ctx.settings) {
         controller::learn_site_rules(ctx, &insts).await;
@@ -259,6 +286,9 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
     print_desired(ctx, &desired);
     let ids = Ids::new(&ctx.settings.routes.id_prefix);
     let targets = desired.targets();
+    if ctx.settings.routes.resolve == Resolve::Dns {
+        print_answers(ctx, &targets);
+    }
     let mut code = ExitCode::SUCCESS;
     for address in &ctx.settings.caddy.admin {
         let inst = match Instance::new(address, &ctx.settings.caddy) {

@@ -93,6 +93,13 @@ impl Metrics {
         m
     }
 
+    /// Adds the DNS responder's series (dns mode): `tart_sync_dns_queries_total{outcome}`,
+    /// `tart_sync_dns_names` and `tart_sync_dns_last_query_timestamp_seconds`,
+    /// read from `dns` at scrape time.
+    pub fn register_dns(&mut self, dns: Arc<crate::dns::DnsState>) {
+        self.registry.register_collector(Box::new(DnsSeries(dns)));
+    }
+
     /// A headscale poll took `secs` (whether it succeeded or not).
     pub fn poll_done(&self, secs: f64) {
         self.poll_duration.observe(secs);
@@ -191,6 +198,40 @@ impl Collector for StateGauges {
         let help = "1 when the last headscale poll succeeded.";
         let up = ConstGauge::new(i64::from(state.headscale.reachable));
         up.encode(encoder.encode_descriptor("headscale_up", help, None, MetricType::Gauge)?)
+    }
+}
+
+/// The DNS responder's series, read at scrape time.
+#[derive(Debug)]
+struct DnsSeries(Arc<crate::dns::DnsState>);
+
+impl Collector for DnsSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        use prometheus_client::metrics::counter::ConstCounter;
+        let dns = &self.0;
+        let help = "DNS queries by outcome: answered, nodata, nxdomain, refused (outside the zone), invalid, dropped (not a query), limited (over the source's rate), not_ready (before the first poll).";
+        let mut family =
+            encoder.encode_descriptor("dns_queries", help, None, MetricType::Counter)?;
+        for outcome in crate::dns::Outcome::ALL {
+            let value = ConstCounter::new(dns.stats.queries(outcome));
+            value.encode(family.encode_family(&[("outcome", outcome.as_str())])?)?;
+        }
+        let help = "Names the DNS responder answers (0 before the first poll).";
+        let names = dns.table().map_or(0, |t| t.len());
+        let names = ConstGauge::new(i64::try_from(names).unwrap_or(i64::MAX));
+        names.encode(encoder.encode_descriptor("dns_names", help, None, MetricType::Gauge)?)?;
+        if let Some(t) = dns.stats.snapshot().last_query {
+            let help = "Unix time of the last DNS query.";
+            let value = ConstGauge::new(t.unix_timestamp_nanos() as f64 / 1e9);
+            let d = encoder.encode_descriptor(
+                "dns_last_query_timestamp",
+                help,
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            value.encode(d)?;
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use crate::config::{CaddySettings, RouteSettings};
 use crate::contest::{Contest, Verdict};
 use crate::desired::Targets;
 use crate::guard::Guard;
+use crate::layout::dns::DnsRoute;
 use crate::layout::{self, Diff, Features, Ids, RouteForm};
 use crate::reserved::{self, Rule, Why};
 
@@ -118,6 +119,8 @@ pub struct Instance {
     last_full_check: Option<Instant>,
     /// How often to compare the whole route (default [`FULL_CHECK_EVERY`]).
     full_check_every: Duration,
+    /// In dns mode (`routes.resolve = "dns"`): how this Caddy resolves names.
+    dns: Option<DnsRoute>,
 }
 
 impl Instance {
@@ -139,6 +142,38 @@ impl Instance {
             rev_memo: None,
             last_full_check: None,
             full_check_every: FULL_CHECK_EVERY,
+            dns: None,
+        }
+    }
+
+    /// Writes the dns-mode route ([`layout::dns`]) with this resolver
+    /// setting, or (`None`, the default) the config-mode route.
+    pub fn set_dns(&mut self, dns: Option<DnsRoute>) {
+        self.dns = dns;
+        self.rev_memo = None;
+    }
+
+    /// How this Caddy resolves names in dns mode, if it does.
+    pub fn dns(&self) -> Option<&DnsRoute> {
+        self.dns.as_ref()
+    }
+
+    /// The table written for `targets` when `live` is there: `targets`
+    /// itself in config mode; in dns mode the names of `targets` with the
+    /// outputs `live` already has ([`layout::dns::stable_targets`]).
+    fn effective(
+        &self,
+        targets: &Arc<Targets>,
+        live: &Targets,
+        routes: &RouteSettings,
+    ) -> Arc<Targets> {
+        match &self.dns {
+            None => Arc::clone(targets),
+            Some(_) => Arc::new(layout::dns::stable_targets(
+                targets,
+                live,
+                routes.upstream_port,
+            )),
         }
     }
 
@@ -264,8 +299,10 @@ impl Instance {
             let rev = match &self.rev_memo {
                 Some((t, f, rev)) if Arc::ptr_eq(t, targets) && *f == features => rev.clone(),
                 _ => {
-                    let rev = debug_span!("revision")
-                        .in_scope(|| layout::revision(targets, routes, features));
+                    let rev = debug_span!("revision").in_scope(|| match &self.dns {
+                        None => layout::revision(targets, routes, features),
+                        Some(dns) => layout::dns::revision(targets, routes, features, dns),
+                    });
                     self.rev_memo = Some((targets.clone(), features, rev.clone()));
                     rev
                 }
@@ -308,18 +345,20 @@ impl Instance {
                             Some((live, etag)) => {
                                 self.last_full_check = Some(Instant::now());
                                 let live = debug_span!("parse_route").in_scope(|| live_form(&live));
-                                let desired = build_route(targets, routes, features);
+                                let live_table = Arc::new(
+                                    live.as_ref().map(|l| l.targets()).unwrap_or_default(),
+                                );
+                                let eff = self.effective(targets, &live_table, routes);
+                                let desired =
+                                    build_route(&eff, routes, features, self.dns.as_ref());
                                 let same = debug_span!("compare").in_scope(|| {
                                     live.as_ref().is_some_and(|l| l.matches(&desired))
                                 });
                                 if same {
-                                    self.last = Some((rev, Arc::clone(targets)));
+                                    self.last = Some((rev, Arc::clone(&eff)));
                                     return Ok(Outcome::Unchanged);
                                 }
-                                (
-                                    etag,
-                                    Arc::new(live.map(|l| l.targets()).unwrap_or_default()),
-                                )
+                                (etag, live_table)
                             }
                             None => continue, // removed meanwhile
                         }
@@ -335,14 +374,15 @@ impl Instance {
                     // A route without a stamp (older tart-sync): replace it.
                     Some((live, etag)) => (etag, Arc::new(live_targets(&live))),
                     None => {
-                        let desired = build_route(targets, routes, features);
+                        let eff = self.effective(targets, &Targets::new(), routes);
+                        let desired = build_route(&eff, routes, features, self.dns.as_ref());
                         match self
                             .install(&desired, routes)
                             .instrument(debug_span!("install"))
                             .await
                         {
                             Ok(path) => {
-                                self.last = Some((rev, Arc::clone(targets)));
+                                self.last = Some((rev, Arc::clone(&eff)));
                                 self.last_full_check = Some(Instant::now());
                                 return Ok(Outcome::Installed {
                                     path,
@@ -355,9 +395,10 @@ impl Instance {
                     }
                 },
             };
+            let eff = self.effective(targets, &live_table, routes);
             let (diff, proxied) = debug_span!("diff").in_scope(|| {
                 (
-                    Diff::between(&live_table, targets),
+                    Diff::between(&live_table, &eff),
                     layout::proxied_count(&live_table),
                 )
             });
@@ -373,7 +414,7 @@ impl Instance {
                     });
                 }
             }
-            let desired = build_route(targets, routes, features);
+            let desired = build_route(&eff, routes, features, self.dns.as_ref());
             match self
                 .client
                 .id(&ids.route)
@@ -383,7 +424,7 @@ impl Instance {
                 .await
             {
                 Ok(()) => {
-                    self.last = Some((rev, Arc::clone(targets)));
+                    self.last = Some((rev, Arc::clone(&eff)));
                     return Ok(Outcome::Updated(diff));
                 }
                 // Changed or removed between our read and write: read again.
@@ -422,13 +463,18 @@ impl Instance {
     }
 }
 
-/// [`layout::route`] in the `build_route` span.
+/// [`layout::route`] (or [`layout::dns::route`] in dns mode) in the
+/// `build_route` span.
 fn build_route<'a>(
     targets: &'a Targets,
     routes: &RouteSettings,
     features: Features,
+    dns: Option<&DnsRoute>,
 ) -> layout::OwnedRoute<'a> {
-    debug_span!("build_route").in_scope(|| layout::route(targets, routes, features))
+    debug_span!("build_route").in_scope(|| match dns {
+        None => layout::route(targets, routes, features),
+        Some(dns) => layout::dns::route(targets, routes, features, dns),
+    })
 }
 
 /// The live route's [`RouteForm`]; `None` (and a warning) when it lost the

@@ -32,6 +32,7 @@
 //! `validate` makes the checks serde cannot express; `error` and `secret`
 //! hold [`ConfigError`] and [`ApiKey`].
 
+mod dns;
 mod error;
 mod secret;
 mod source;
@@ -46,6 +47,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+pub use dns::{DnsSettings, Resolve};
 pub use error::ConfigError;
 pub use secret::{ApiKey, SecretFile};
 pub use tls::{CaFile, ClientIdentity};
@@ -108,6 +110,8 @@ pub struct Settings {
     pub routes: RouteSettings,
     /// `[status]`: tart-sync's own status endpoint.
     pub status: StatusSettings,
+    /// `[dns]`: the DNS responder of `routes.resolve = "dns"`.
+    pub dns: DnsSettings,
 }
 
 impl Settings {
@@ -206,6 +210,9 @@ pub struct RouteSettings {
     /// `routes.reserved`: names never published (lower case, DNS labels),
     /// e.g. paths the site serves itself.
     pub reserved: Vec<String>,
+    /// `routes.resolve`: addresses in Caddy's config, or looked up from
+    /// tart-sync's DNS responder.
+    pub resolve: Resolve,
 }
 
 /// `[status]` settings.
@@ -351,6 +358,7 @@ struct Input {
     caddy: CaddyInput,
     routes: RoutesInput,
     status: StatusInput,
+    dns: dns::DnsInput,
 }
 
 #[derive(Default, Deserialize)]
@@ -394,6 +402,7 @@ struct RoutesInput {
     #[serde(with = "humantime_serde")]
     stream_close_delay: Option<Duration>,
     reserved: Vec<String>,
+    resolve: Option<Resolve>,
 }
 
 #[derive(Default, Deserialize)]

@@ -30,11 +30,17 @@ macro_rules! bail {
 
 /// Checks the deserialized settings and fills in the defaults.
 pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, ConfigError> {
+    let headscale = headscale(input.headscale, src)?;
+    let caddy = caddy(input.caddy, src)?;
+    let routes = routes(input.routes, src)?;
+    let status = status(input.status, src)?;
+    let dns = super::dns::dns(input.dns, src, caddy.admin.len(), &routes)?;
     Ok(Settings {
-        headscale: headscale(input.headscale, src)?,
-        caddy: caddy(input.caddy, src)?,
-        routes: routes(input.routes, src)?,
-        status: status(input.status, src)?,
+        headscale,
+        caddy,
+        routes,
+        status,
+        dns,
     })
 }
 
@@ -457,6 +463,7 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
         id_prefix,
         stream_close_delay,
         reserved,
+        resolve: r.resolve.unwrap_or_default(),
     })
 }
 

@@ -36,6 +36,7 @@
 //! the whole subtree costs the same as patching one entry.
 
 mod diff;
+pub mod dns;
 mod form;
 
 use std::borrow::Cow;

@@ -1,0 +1,273 @@
+//! The owned route in dns mode (`routes.resolve = "dns"`): the same route
+//! (matcher, index and bucket maps, `vars`, subroute), but the proxy looks
+//! the TART's address up from tart-sync's responder (`dynamic_upstreams`
+//! source `a`), so the config carries only the set of names:
+//!
+//! - Each bucket map's output is the name's *fallback* address: the
+//!   address it had when the name was added (or the offline sentinel for a
+//!   name added offline). It is never rewritten for a move or a flap;
+//!   [`stable_targets`] keeps the live output of every name already there.
+//!   The proxy lists it as its static upstream, which Caddy uses when the
+//!   lookup fails (tart-sync restarting: its UDP port closed answers at
+//!   once), so online TARTs stay reachable through a restart.
+//! - The revision stamp ([`revision`]) hashes the names only, so a move or
+//!   a flap is no difference at all: zero writes.
+//! - An offline TART resolves to [`OFFLINE_ADDRESS`]: the dial fails at
+//!   once, and the subroute's `errors` route that matches that upstream host
+//!   answers the offline page (503) straight away. Any other proxy error
+//!   (a real dial error to an online TART) is passed on unchanged.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{route as config_route, Features, Fnv, HandlerOut, Ids, OwnedRoute, LAYOUT_VERSION};
+use crate::config::RouteSettings;
+use crate::desired::{Target, Targets};
+use crate::dns::OFFLINE_ADDRESS;
+
+/// How the proxy of one Caddy resolves names in dns mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRoute {
+    /// `dns.zone`, with its final dot.
+    pub zone: String,
+    /// `dns.refresh`: how long Caddy caches an answer.
+    pub refresh: Duration,
+    /// The resolver address this Caddy asks (`udp/IP:port`).
+    pub resolver: String,
+}
+
+/// The dial address of the offline sentinel on `port`.
+pub fn offline_dial(port: u16) -> String {
+    format!("{OFFLINE_ADDRESS}:{port}")
+}
+
+/// The table to write: the names of `desired`, each with its output in
+/// `live` when it is already there (a move or a flap rewrites nothing),
+/// else its current dial address, or the offline sentinel.
+pub fn stable_targets(desired: &Targets, live: &Targets, port: u16) -> Targets {
+    desired
+        .iter()
+        .map(|(name, target)| {
+            let kept = match live.get(name) {
+                Some(Target::Dial(d)) => d.clone(),
+                _ => match target {
+                    Target::Dial(d) => d.clone(),
+                    Target::Offline => offline_dial(port),
+                },
+            };
+            (name.clone(), Target::Dial(kept))
+        })
+        .collect()
+}
+
+/// The revision stamp in dns mode: the layout, the settings that shape the
+/// route, this Caddy's resolver, and the *names* only.
+pub fn revision(
+    targets: &Targets,
+    routes: &RouteSettings,
+    features: Features,
+    dns: &DnsRoute,
+) -> String {
+    let mut h = Fnv::default();
+    h.write(LAYOUT_VERSION.as_bytes());
+    h.write(b"/dns");
+    h.write(routes.domain.as_bytes());
+    h.write(routes.mode.as_str().as_bytes());
+    h.write(routes.id_prefix.as_bytes());
+    h.write(&routes.upstream_port.to_le_bytes());
+    h.write(&routes.stream_close_delay.as_nanos().to_le_bytes());
+    h.write(&[u8::from(features.stream_close_delay)]);
+    h.write(dns.zone.as_bytes());
+    h.write(&dns.refresh.as_nanos().to_le_bytes());
+    h.write(dns.resolver.as_bytes());
+    for name in targets.keys() {
+        h.write(name.as_bytes());
+        h.write(&[0]);
+    }
+    format!("{:016x}", h.0)
+}
+
+/// Caddy's spelling of a duration (`1s`, `1m30s`, `500ms`).
+fn caddy_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// The owned route in dns mode for `stable` (from [`stable_targets`]).
+pub fn route<'a>(
+    stable: &'a Targets,
+    routes: &RouteSettings,
+    features: Features,
+    dns: &DnsRoute,
+) -> OwnedRoute<'a> {
+    let ids = Ids::new(&routes.id_prefix);
+    let mut owned = config_route(stable, routes, features);
+    let rev = revision(stable, routes, features, dns);
+    let name_ph = format!("{{http.vars.{}}}", ids.name_var);
+    let zone = dns.zone.as_str();
+    let dynamic = json!({
+        "source": "a",
+        "name": format!("{name_ph}.{zone}"),
+        "port": routes.upstream_port.to_string(),
+        "refresh": caddy_duration(dns.refresh),
+        "resolver": {"addresses": [dns.resolver]},
+    });
+    let offline_var = json!({ids.upstream_var.clone(): [Target::OFFLINE_LOOKUP]});
+    for handler in &mut owned.handle {
+        let HandlerOut::Other(value) = handler else {
+            continue;
+        };
+        if value.get("handler").and_then(Value::as_str) == Some("vars") {
+            value[&ids.rev_var] = json!(rev);
+        }
+        if value.get("handler").and_then(Value::as_str) != Some("subroute") {
+            continue;
+        }
+        // The offline page's route of config mode: in dns mode the page is
+        // answered by the error route below (no output is ever `offline`).
+        let offline_page = value
+            .get_mut("routes")
+            .and_then(Value::as_array_mut)
+            .and_then(|rs| {
+                let i = rs
+                    .iter()
+                    .position(|r| r["match"][0]["vars"] == offline_var)?;
+                Some(rs.remove(i))
+            });
+        for r in value
+            .get_mut("routes")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for h in r
+                .get_mut("handle")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if h.get("handler").and_then(Value::as_str) == Some("reverse_proxy") {
+                    h["dynamic_upstreams"] = dynamic.clone();
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        if let Some(mut page) = offline_page {
+            page["match"] = json!([{"vars": {"{http.reverse_proxy.upstream.host}": [OFFLINE_ADDRESS.to_string()]}}]);
+            errors.push(page);
+        }
+        // Every other error: raised again, unchanged, to the server's own handling.
+        errors.push(
+            json!({"handle": [{"handler": "error", "status_code": "{http.error.status_code}"}]}),
+        );
+        value["errors"] = json!({"routes": errors});
+    }
+    owned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::layout::RouteForm;
+
+    fn routes() -> RouteSettings {
+        let toml = "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+             [routes]\ndomain = \"tart.example.org\"\nresolve = \"dns\"\n";
+        Settings::from_sources(Some(toml), &|_: &str| None, None)
+            .unwrap()
+            .routes
+    }
+
+    fn dns() -> DnsRoute {
+        DnsRoute {
+            zone: "tart-sync.internal.".into(),
+            refresh: Duration::from_secs(1),
+            resolver: "udp/127.0.0.1:5380".into(),
+        }
+    }
+
+    fn table(entries: &[(&str, Option<&str>)]) -> Targets {
+        entries
+            .iter()
+            .map(|(n, t)| {
+                let t = t.map_or(Target::Offline, |d| Target::Dial(d.to_string()));
+                (n.to_string(), t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn moves_and_flaps_change_nothing_written_names_do() {
+        let first = table(&[("a", Some("100.64.0.1:80")), ("b", None)]);
+        let written = stable_targets(&first, &Targets::new(), 80);
+        assert_eq!(written["b"], Target::Dial("255.255.255.255:80".into()));
+        let r0 = revision(&written, &routes(), Features::default(), &dns());
+        // a moves and goes offline, b comes online: the same table, the same stamp.
+        let later = table(&[("a", None), ("b", Some("100.64.0.9:80"))]);
+        let again = stable_targets(&later, &written, 80);
+        assert_eq!(again, written);
+        assert_eq!(revision(&again, &routes(), Features::default(), &dns()), r0);
+        // A new name: a new stamp, the others keep their outputs.
+        let more = table(&[("a", None), ("b", None), ("c", Some("100.64.0.3:80"))]);
+        let with_c = stable_targets(&more, &written, 80);
+        assert_eq!(with_c["a"], written["a"]);
+        assert_ne!(
+            revision(&with_c, &routes(), Features::default(), &dns()),
+            r0
+        );
+        // Another resolver for this Caddy: a new stamp.
+        let other = DnsRoute {
+            resolver: "udp/100.64.0.5:5380".into(),
+            ..dns()
+        };
+        assert_ne!(
+            revision(&written, &routes(), Features::default(), &other),
+            r0
+        );
+    }
+
+    #[test]
+    fn the_proxy_resolves_through_the_responder_and_errors_become_the_offline_page() {
+        let written = stable_targets(&table(&[("a", Some("100.64.0.1:80"))]), &Targets::new(), 80);
+        let route = route(&written, &routes(), Features::default(), &dns());
+        let v = serde_json::to_value(&route).unwrap();
+        let text = v.to_string();
+        let sub = v["handle"].as_array().unwrap().last().unwrap();
+        // The offline page is only an error route: no route of the subroute answers 503.
+        assert!(
+            !sub["routes"].to_string().contains("\"status_code\":503"),
+            "{sub}"
+        );
+        let proxy = sub["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["handle"].as_array().unwrap())
+            .find(|h| h["handler"] == "reverse_proxy")
+            .unwrap();
+        assert_eq!(
+            proxy["dynamic_upstreams"]["name"],
+            "{http.vars.tart_sync_name}.tart-sync.internal."
+        );
+        assert_eq!(
+            proxy["dynamic_upstreams"]["resolver"]["addresses"][0],
+            "udp/127.0.0.1:5380"
+        );
+        assert_eq!(
+            proxy["upstreams"][0]["dial"],
+            "{http.vars.tart_sync_upstream}"
+        );
+        let errors = sub["errors"]["routes"].as_array().unwrap();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0]["handle"][0]["status_code"], 503);
+        assert_eq!(
+            errors[0]["match"][0]["vars"]["{http.reverse_proxy.upstream.host}"][0],
+            "255.255.255.255"
+        );
+        // The route reads back as itself, with its fallback table.
+        let live = RouteForm::parse(&text).unwrap();
+        assert!(live.matches(&route));
+        assert_eq!(live.targets(), written);
+    }
+}
