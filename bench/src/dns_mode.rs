@@ -20,8 +20,9 @@ use crate::{err, limit, progress, round_robin, Options, Res};
 struct SizeRun {
     n: usize,
     last: String,
-    /// Per mode: the route's runs and the limit's runs (last TART).
-    hits: [(Vec<LoadResult>, Vec<LoadResult>); 2],
+    /// Per mode: the route's, the limit's and the dynamic limit's runs
+    /// (last TART; no dynamic limit in config mode).
+    hits: [[Vec<LoadResult>; 3]; 2],
     /// Per mode: the round-robin runs, and how many names it cycled through.
     rr: [Vec<LoadResult>; 2],
     rr_names: usize,
@@ -96,18 +97,21 @@ pub async fn run(opts: &Options, generator: &Generator, report: &mut Report) -> 
     Ok(())
 }
 
-/// The last TART through each mode's route and each mode's limit, `reps`
-/// times interleaved (config, config's limit, dns, dns's limit, …).
+/// The last TART through each mode's route and each mode's limits, `reps`
+/// times interleaved (config, config's limit, dns, dns's limit, dns's
+/// dynamic limit, …).
 async fn hit_path(
     opts: &Options,
     generator: &Generator,
     fleets: &[&ModeFleet; 2],
-) -> Res<Vec<(Vec<LoadResult>, Vec<LoadResult>)>> {
-    let mut out: Vec<(Vec<LoadResult>, Vec<LoadResult>)> = vec![Default::default(); 2];
+) -> Res<Vec<[Vec<LoadResult>; 3]>> {
+    let mut out: Vec<[Vec<LoadResult>; 3]> = vec![Default::default(); 2];
     for _ in 0..opts.reps {
         for (i, f) in fleets.iter().enumerate() {
             let path = format!("/{}/", f.last);
-            for (through, addr) in [("route", f.addr), ("limit", f.limit)] {
+            let mut targets = vec![(0, "route", f.addr), (1, "limit", f.limit)];
+            targets.extend(f.dynamic_limit.map(|a| (2, "dynamic limit", a)));
+            for (k, through, addr) in targets {
                 let r = generator.run(addr, DOMAIN, &path, opts.secs).await?;
                 progress!(
                     "  {} TARTs, {} mode, last TART through the {through}: {:.0} req/s, p50 {}, p99 {}",
@@ -126,11 +130,7 @@ async fn hit_path(
                         r.requests
                     )));
                 }
-                if through == "route" {
-                    out[i].0.push(r);
-                } else {
-                    out[i].1.push(r);
-                }
+                out[i][k].push(r);
             }
         }
     }
@@ -141,20 +141,21 @@ async fn hit_path(
 fn section(opts: &Options, runs: &[SizeRun], interval: Duration, trials: usize) -> String {
     let mut s = String::from("## 5. dns mode beside config mode\n\n");
     s.push_str(&format!(
-        "Set-up: {}. Poll interval {interval:?}. The {}.\n\n",
+        "Set-up: {}. Poll interval {interval:?}. The {}. The {}.\n\n",
         modes::DESCRIPTION,
-        limit::DESCRIPTION
+        limit::DESCRIPTION,
+        limit::DYNAMIC_DESCRIPTION
     ));
     s.push_str(&format!(
         "### 5a. Last TART (in dns mode the lookup-cache-hit path), beside the limit\n\nMedians of {} interleaved \
-run(s) of {} s each (config route, config's limit, dns route, dns's limit, …); the limit is measured in the same \
-Caddy as the route it is compared with.\n\n",
+run(s) of {} s each (config route, config's limit, dns route, dns's limit, dns's dynamic limit, …); each limit is \
+measured in the same Caddy as the route it is compared with.\n\n",
         opts.reps, opts.secs
     ));
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
-            let [(cr, cl), (dr, dl)] = &r.hits;
+            let [[cr, cl, _], [dr, dl, dd]] = &r.hits;
             vec![
                 int(r.n as f64),
                 format!("`{}`", r.last),
@@ -164,6 +165,8 @@ Caddy as the route it is compared with.\n\n",
                 int(rps(dr)),
                 int(rps(dl)),
                 ratio(rps(dr), rps(dl)),
+                int(rps(dd)),
+                ratio(rps(dd), rps(dl)),
                 ratio(rps(dr), rps(cr)),
                 lat(cr),
                 lat(dr),
@@ -180,6 +183,8 @@ Caddy as the route it is compared with.\n\n",
             "dns req/s",
             "limit (dns's Caddy)",
             "dns ÷ limit",
+            "dynamic limit (dns's Caddy)",
+            "dynamic limit ÷ limit",
             "dns ÷ config",
             "config p50 / p99",
             "dns p50 / p99",
@@ -283,7 +288,7 @@ fn goals(runs: &[SizeRun], report: &mut Report) {
     // Hit path: dns ≥ 0.9 × config at every size.
     let ratios: BTreeMap<usize, f64> = runs
         .iter()
-        .map(|r| (r.n, rps(&r.hits[1].0) / rps(&r.hits[0].0)))
+        .map(|r| (r.n, rps(&r.hits[1][0]) / rps(&r.hits[0][0])))
         .collect();
     let text = ratios
         .iter()
@@ -305,7 +310,7 @@ fn goals(runs: &[SizeRun], report: &mut Report) {
         Mode::BOTH
             .iter()
             .enumerate()
-            .map(|(i, m)| (m.as_str(), rps(&r.hits[i].0) / rps(&r.hits[i].1)))
+            .map(|(i, m)| (m.as_str(), rps(&r.hits[i][0]) / rps(&r.hits[i][1])))
             .collect::<Vec<_>>()
     };
     report.goal(

@@ -28,21 +28,66 @@ pub fn server(listen: SocketAddr, dial: &str) -> Value {
     })
 }
 
+/// The name of the dynamic limit's server (dns mode only).
+pub const DYNAMIC_SERVER: &str = "tart_bench_limit_dynamic";
+
+/// How the dynamic limit is made, for the reports.
+pub const DYNAMIC_DESCRIPTION: &str = "dynamic limit (dns mode only): the limit's route with `dynamic_upstreams` \
+(source `a`, one fixed name: the measured TART's `<name>.<zone>`, `refresh` 1s, resolver tart-sync's responder) \
+instead of the static upstream: what Caddy's per-request dynamic lookup costs with no layout around it";
+
+/// The limit's server with `dynamic_upstreams` instead of a static upstream:
+/// one fixed name `fqdn`, looked up from `resolver` (`udp/IP:port`).
+pub fn dynamic_server(listen: SocketAddr, fqdn: &str, port: u16, resolver: &str) -> Value {
+    json!({
+        "listen": [listen.to_string()],
+        "routes": [{"handle": [{
+            "handler": "reverse_proxy",
+            "dynamic_upstreams": {
+                "source": "a",
+                "name": fqdn,
+                "port": port.to_string(),
+                "refresh": "1s",
+                "resolver": {"addresses": [resolver]},
+            },
+        }]}],
+        "automatic_https": {"disable": true},
+    })
+}
+
 /// Adds the limit's server to the Caddy at `admin` (one config write, before
 /// any measurement) and returns its address.
 pub async fn install(admin: &str, dial: &str) -> Res<SocketAddr> {
-    let client = naive::fresh_client(admin)?;
     let listen = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), free_port());
-    client
-        .config(&format!("apps/http/servers/{SERVER}"))
-        .put(&server(listen, dial))
-        .await
-        .map_err(|e| {
-            err(format!(
-                "adding the limit's server to Caddy at {admin}: {e}"
-            ))
-        })?;
+    put_server(admin, SERVER, &server(listen, dial)).await?;
     Ok(listen)
+}
+
+/// Adds the dynamic limit's server (see [`dynamic_server`]) and returns its address.
+pub async fn install_dynamic(
+    admin: &str,
+    fqdn: &str,
+    port: u16,
+    resolver: &str,
+) -> Res<SocketAddr> {
+    let listen = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), free_port());
+    put_server(
+        admin,
+        DYNAMIC_SERVER,
+        &dynamic_server(listen, fqdn, port, resolver),
+    )
+    .await?;
+    Ok(listen)
+}
+
+/// PUTs one server into Caddy's `apps.http.servers`.
+async fn put_server(admin: &str, name: &str, server: &Value) -> Res<()> {
+    let client = naive::fresh_client(admin)?;
+    client
+        .config(&format!("apps/http/servers/{name}"))
+        .put(server)
+        .await
+        .map_err(|e| err(format!("adding the server {name} to Caddy at {admin}: {e}")))
 }
 
 #[cfg(test)]

@@ -121,6 +121,9 @@ pub struct ModeFleet {
     pub addr: SocketAddr,
     /// The limit's server in the same Caddy.
     pub limit: SocketAddr,
+    /// In dns mode: the dynamic limit's server in the same Caddy
+    /// ([`limit::dynamic_server`], looking up [`ModeFleet::last`]).
+    pub dynamic_limit: Option<SocketAddr>,
     /// The headscale stand-in.
     pub standin: StandIn,
     /// The running `tart-sync run`.
@@ -155,6 +158,14 @@ impl ModeFleet {
         let env = tart_env(standin.url(), &caddy.admin, port, &extra);
         let dir = temp_dir("bench-mode");
         let log = dir.path().join(format!("tart-sync-{}.log", mode.as_str()));
+        let dynamic_limit = match env.get("TART_SYNC_DNS_LISTEN") {
+            Some(listen) => {
+                let fqdn = format!("{last}.{DNS_ZONE}");
+                let resolver = format!("udp/{listen}");
+                Some(limit::install_dynamic(&caddy.admin, &fqdn, port, &resolver).await?)
+            }
+            None => None,
+        };
         let mut daemon = Daemon::spawn(&opts.tart_sync, &env, log)?;
         daemon
             .wait_counters(Duration::from_secs(120), |c| c.writes >= 1 && c.cycles >= 2)
@@ -182,6 +193,7 @@ impl ModeFleet {
             caddy,
             addr,
             limit,
+            dynamic_limit,
             standin,
             daemon,
             _dir: dir,
