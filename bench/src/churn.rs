@@ -156,12 +156,13 @@ pub async fn run(opts: &Options, report: &mut Report) -> Res<()> {
     ];
     let mut s = String::from("## 6. Churn trace\n\n");
     s.push_str(&format!(
-        "{} TARTs; {flaps} flaps over {:.1} min ({} a minute{}): each picked TART goes offline in the headscale \
+        "{} TARTs; {} flaps over {:.1} min ({} a minute{}): each picked TART goes offline in the headscale \
 stand-in (last seen an hour ago, so past the grace at once) and comes back online {hold:?} later; the same trace \
 applied at the same moments to one fleet per mode (Caddy + stand-in + the real tart-sync, poll interval \
 {interval:?}), both running side by side. Reloads and writes from each Caddy's log, CPU from /proc/<pid>/stat, over \
 the trace (after two quiet poll intervals).\n\n",
         int(n as f64),
+        int(flaps as f64),
         minutes,
         per_minute.max(1),
         if min_flaps > 0 { "; smoke: closer together" } else { "" },
