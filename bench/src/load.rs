@@ -79,10 +79,51 @@ impl Generator {
         secs: u64,
     ) -> Res<LoadResult> {
         match self {
-            Generator::Wrk(bin) => run_wrk(bin, addr, host, path, secs).await,
-            Generator::Builtin => run_builtin(addr, host, path, secs).await,
+            Generator::Wrk(bin) => run_wrk(bin, addr, host, path, secs, None).await,
+            Generator::Builtin => run_builtin(addr, host, &[path.to_string()], secs).await,
         }
     }
+
+    /// Loads `http://<addr>` with `Host: <host>` for `secs` seconds, each
+    /// request on the next of `paths` (round-robin; each wrk thread and each
+    /// built-in connection walks the list from its own starting point).
+    pub async fn run_cycle(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        paths: &[String],
+        secs: u64,
+    ) -> Res<LoadResult> {
+        let first = paths
+            .first()
+            .ok_or_else(|| err("no paths to cycle through"))?;
+        match self {
+            Generator::Wrk(bin) => {
+                let dir = e2e::temp_dir("bench-wrk");
+                let script = dir.path().join("cycle.lua");
+                std::fs::write(&script, cycle_script(paths))?;
+                run_wrk(bin, addr, host, first, secs, Some(&script)).await
+            }
+            Generator::Builtin => run_builtin(addr, host, paths, secs).await,
+        }
+    }
+}
+
+/// A wrk script that sends each request to the next path of `paths`; each
+/// thread starts at another place in the list.
+pub fn cycle_script(paths: &[String]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "-- tart-bench: round-robin over {} paths\n\
+local paths = {{{}}}\n\
+local counter = 0\n\
+local i = 0\n\
+function setup(thread)\n  thread:set(\"offset\", counter)\n  counter = counter + 1\nend\n\
+function init(args)\n  i = (offset or 0) * 7919\nend\n\
+function request()\n  i = i + 1\n  return wrk.format(nil, paths[(i % #paths) + 1])\nend\n",
+        paths.len(),
+        list.join(", ")
+    )
 }
 
 async fn run_wrk(
@@ -91,9 +132,13 @@ async fn run_wrk(
     host: &str,
     path: &str,
     secs: u64,
+    script: Option<&std::path::Path>,
 ) -> Res<LoadResult> {
     let url = format!("http://{addr}{path}");
     let mut cmd = tokio::process::Command::new(bin);
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
+    }
     cmd.args([
         format!("-t{THREADS}"),
         format!("-c{CONNECTIONS}"),
@@ -202,25 +247,30 @@ pub fn parse_wrk(text: &str) -> Result<LoadResult, String> {
 }
 
 /// The built-in client: `CONNECTIONS` tasks sharing a keep-alive pool of as
-/// many connections, each sending GETs back to back (reading every body).
-async fn run_builtin(addr: SocketAddr, host: &str, path: &str, secs: u64) -> Res<LoadResult> {
+/// many connections, each sending GETs back to back (reading every body),
+/// each walking `paths` round-robin from its own starting point.
+async fn run_builtin(addr: SocketAddr, host: &str, paths: &[String], secs: u64) -> Res<LoadResult> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(CONNECTIONS as usize)
         .timeout(Duration::from_secs(5))
         .build()?;
-    let url = format!("http://{addr}{path}");
+    let urls: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(paths.iter().map(|p| format!("http://{addr}{p}")).collect());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CONNECTIONS {
-        let (http, url, host) = (http.clone(), url.clone(), host.to_string());
+    for task in 0..CONNECTIONS as usize {
+        let (http, urls, host) = (http.clone(), urls.clone(), host.to_string());
         tasks.spawn(async move {
             let (mut lat, mut non_2xx, mut errors) = (Vec::new(), 0, 0);
+            let mut next = task.wrapping_mul(7919);
             while Instant::now() < deadline {
+                next = next.wrapping_add(1);
+                let url = &urls[next % urls.len().max(1)];
                 let t = Instant::now();
-                let status = match http.get(&url).header("host", &host).send().await {
+                let status = match http.get(url).header("host", &host).send().await {
                     Ok(r) => {
                         let status = r.status();
                         r.bytes().await.ok().map(|_| status)

@@ -12,7 +12,13 @@
 //! 3. steady state ([`steady_state`], [`mem_probe`]): the real daemon's CPU per
 //!    idle cycle, peak RSS, writes;
 //! 4. convergence ([`convergence`]): node online in headscale → its URL
-//!    answers 200 through Caddy.
+//!    answers 200 through Caddy;
+//! 5. dns mode beside config mode ([`dns_mode`], [`modes`], [`limit`],
+//!    [`round_robin`], [`mode_changes`]): last-TART req/s beside the limit (a
+//!    static `reverse_proxy` in the same Caddy), a round-robin over 1,000
+//!    TARTs, change cost;
+//! 6. churn trace ([`churn`]): Caddy's CPU and reloads while 1% of the TARTs
+//!    flap per minute, both modes.
 //!
 //! tart-sync's steps are timed through the spans it opens ([`spans`]).
 //!
@@ -21,13 +27,19 @@
 //! 2 on a bad command line.
 
 mod change_cost;
+mod churn;
 mod convergence;
 mod daemon;
+mod dns_mode;
+mod limit;
 mod load;
 mod mem_probe;
+mod mode_changes;
+mod modes;
 mod naive;
 mod names;
 mod report;
+mod round_robin;
 mod routing;
 mod setup;
 mod spans;
@@ -97,9 +109,17 @@ pub struct Options {
           default_value_if("smoke", "true", "10"), value_parser = count)]
     pub daemon_sizes: Vec<usize>,
     /// Parts to run.
-    #[arg(long, value_name = "P,…", value_delimiter = ',', default_value = "1,2,3,4",
-          value_parser = clap::value_parser!(u8).range(1..=4))]
+    #[arg(long, value_name = "P,…", value_delimiter = ',', default_value = "1,2,3,4,5,6",
+          value_parser = clap::value_parser!(u8).range(1..=6))]
     pub parts: Vec<u8>,
+    /// Length of the churn trace (part 6), in minutes [smoke: 0.1].
+    #[arg(long, value_name = "M", default_value = "10", default_value_if("smoke", "true", "0.1"),
+          value_parser = minutes)]
+    pub churn_minutes: f64,
+    /// TARTs in the churn trace (part 6); 1% of them flap per minute [smoke: 10].
+    #[arg(long, value_name = "N", default_value = "10000", default_value_if("smoke", "true", "10"),
+          value_parser = count)]
+    pub churn_size: usize,
     /// Convergence trials (part 4) [smoke: 4].
     #[arg(long = "trials", value_name = "T", default_value = "50",
           default_value_if("smoke", "true", "4"), value_parser = count)]
@@ -126,6 +146,15 @@ fn count(s: &str) -> Result<usize, String> {
     match s.trim().replace('_', "").parse::<usize>() {
         Ok(0) => Err("must be positive".into()),
         Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A positive number of minutes, at most a day.
+fn minutes(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(m) if m > 0.0 && m <= 1440.0 => Ok(m),
+        Ok(_) => Err("must be more than 0 and at most 1440".into()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -158,6 +187,15 @@ impl Options {
     /// Poll interval in the convergence test (part 4).
     pub fn conv_interval(&self) -> Duration {
         Duration::from_secs(1)
+    }
+
+    /// Poll interval in the churn trace (part 6): tart-sync's default [smoke: 500 ms].
+    pub fn churn_interval(&self) -> Duration {
+        if self.smoke {
+            Duration::from_millis(500)
+        } else {
+            tart_sync::config::DEFAULT_POLL_INTERVAL
+        }
     }
 }
 
@@ -227,7 +265,7 @@ async fn run(opts: Options, spans: &SpanTimes) -> Res<Report> {
     let generator = Generator::detect();
     report.sections.push(format!(
         "## Setup\n\n\
-- Run: {} ({} s per load run, {} interleaved repetition(s); sizes {:?} for parts 1–2, {:?} for parts 3–4)\n\
+- Run: {} ({} s per load run, {} interleaved repetition(s); sizes {:?} for parts 1, 2 and 5, {:?} for parts 3–4)\n\
 - Caddy: {} (`CADDY_BIN_LATEST`), started from `Caddyfile.example` with the site `http://{DOMAIN}:<port>`\n\
 - Load: {}; everything on loopback\n\
 - Backend: one small HTTP server (the e2e harness's `Backend`, axum, answers a short JSON) on 127.0.0.2; every TART dials it\n\
@@ -275,6 +313,12 @@ async fn run(opts: Options, spans: &SpanTimes) -> Res<Report> {
     }
     if part(4) {
         convergence::run(&opts, &mut report).await?;
+    }
+    if part(5) {
+        dns_mode::run(&opts, &generator, &mut report).await?;
+    }
+    if part(6) {
+        churn::run(&opts, &mut report).await?;
     }
     Ok(report)
 }
@@ -328,9 +372,14 @@ mod tests {
             smoke.as_ref().map(|o| o.daemon_sizes.clone()),
             Ok(vec![10, 10_000])
         );
+        assert_eq!(
+            smoke.as_ref().map(|o| (o.churn_minutes, o.churn_size)),
+            Ok((0.1, 10))
+        );
         assert_eq!(smoke.map(|o| o.sizes), Ok(vec![10]));
         for bad in [
-            &["--parts", "5"][..],
+            &["--parts", "7"][..],
+            &["--churn-minutes", "0"],
             &["--secs", "0"],
             &["--sizes", "10,0"],
             &["--hold", "3"],

@@ -153,6 +153,8 @@ pub struct Fleet {
     pub a: Caddy,
     /// Caddy A's site address.
     pub a_addr: SocketAddr,
+    /// The limit's server in Caddy A ([`crate::limit`]).
+    pub a_limit: SocketAddr,
     /// tart-sync's instance for Caddy A.
     pub inst: Instance,
     /// The route settings it was installed with.
@@ -180,6 +182,7 @@ impl Fleet {
             Outcome::Installed { .. } => {}
             other => return Err(err(format!("installing tart-sync's route: {other:?}"))),
         }
+        let a_limit = crate::limit::install(&a.admin, dial).await?;
         let (b, b_addr) = site_caddy()?;
         let place = naive::install(&naive::fresh_client(&b.admin)?, DOMAIN, &order, dial).await?;
         Ok(Fleet {
@@ -188,6 +191,7 @@ impl Fleet {
             targets,
             a,
             a_addr,
+            a_limit,
             inst,
             routes,
             b,
