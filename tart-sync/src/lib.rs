@@ -14,6 +14,7 @@
 //! - [`context`]: the [`context::Context`] shared by the loop and the status
 //!   server; readiness.
 //! - [`health`]: each TART's probe results and state-change history.
+//! - [`history`]: the state-change history in memory and in its store.
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
@@ -25,6 +26,7 @@ pub mod desired;
 pub mod guard;
 pub mod headscale;
 pub mod health;
+pub mod history;
 pub mod layout;
 pub mod metrics;
 pub mod reconcile;
