@@ -199,7 +199,7 @@ impl Log {
             changes: in_window().count(),
             up_ratio: ratio(up, probed),
             online_ratio: ratio(online, known),
-            last_change: in_window().last(),
+            last_change: in_window().next_back(),
         })
     }
 }

@@ -32,7 +32,7 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     /// The file is damaged or not a history file, and could not be moved aside.
     #[error("the history file {path} is damaged ({reason}) and cannot be moved aside: {source}; history is kept in memory only (remove the file)")]
@@ -52,7 +52,7 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
 }
 
@@ -95,7 +95,7 @@ impl Store {
     /// Opens (or creates) the file at `path` and checks its table; a
     /// damaged file is moved aside and a new one started.
     pub fn open_or_recover(path: &Path) -> Result<Opened, StoreError> {
-        let open_err = |source: redb::Error| StoreError::Open {
+        let open_err = |source: Box<redb::Error>| StoreError::Open {
             path: path.to_owned(),
             source,
         };
@@ -120,7 +120,7 @@ impl Store {
                         moved_aside: Some((aside, reason)),
                     }),
                     Err(OpenFailure::Damaged(reason)) => {
-                        Err(open_err(redb::Error::Corrupted(reason)))
+                        Err(open_err(Box::new(redb::Error::Corrupted(reason))))
                     }
                     Err(OpenFailure::Other(e)) => Err(open_err(e)),
                 }
@@ -132,7 +132,7 @@ impl Store {
     fn open(path: &Path) -> Result<Store, OpenFailure> {
         let db = Database::create(path).map_err(|e| match is_damage(&e) {
             Some(reason) => OpenFailure::Damaged(reason),
-            None => OpenFailure::Other(e.into()),
+            None => OpenFailure::Other(boxed(e)),
         })?;
         let mut store = Store {
             db,
@@ -140,28 +140,28 @@ impl Store {
             next_seq: 0,
         };
         // Creates the table, and reads the last key: a damaged table shows here.
-        let last = store.last_seq().map_err(|e| match e {
+        let last = store.last_seq().map_err(|e| match *e {
             redb::Error::Corrupted(reason) => OpenFailure::Damaged(reason),
-            other => OpenFailure::Other(other),
+            other => OpenFailure::Other(Box::new(other)),
         })?;
         store.next_seq = last.map_or(0, |s| s.wrapping_add(1));
         Ok(store)
     }
 
-    fn last_seq(&self) -> Result<Option<u64>, redb::Error> {
-        let tx = self.db.begin_write()?;
+    fn last_seq(&self) -> Result<Option<u64>, Box<redb::Error>> {
+        let tx = self.db.begin_write().map_err(boxed)?;
         let last = {
-            let table = tx.open_table(CHANGES)?;
+            let table = tx.open_table(CHANGES).map_err(boxed)?;
             let mut seq = None;
             // Sequence numbers grow with time: the largest is in the last rows.
-            for row in table.iter()?.rev().take(64) {
-                let (key, _) = row?;
+            for row in table.iter().map_err(boxed)?.rev().take(64) {
+                let (key, _) = row.map_err(boxed)?;
                 let s = key.value().1;
                 seq = Some(seq.map_or(s, |m: u64| m.max(s)));
             }
             seq
         };
-        tx.commit()?;
+        tx.commit().map_err(boxed)?;
         Ok(last)
     }
 
@@ -173,7 +173,7 @@ impl Store {
     fn io(&self, source: impl Into<redb::Error>) -> StoreError {
         StoreError::Io {
             path: self.path.clone(),
-            source: source.into(),
+            source: boxed(source),
         }
     }
 
@@ -249,7 +249,11 @@ impl Store {
 
 enum OpenFailure {
     Damaged(String),
-    Other(redb::Error),
+    Other(Box<redb::Error>),
+}
+
+fn boxed(e: impl Into<redb::Error>) -> Box<redb::Error> {
+    Box::new(e.into())
 }
 
 fn micros(t: OffsetDateTime) -> i64 {
