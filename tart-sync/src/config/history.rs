@@ -55,3 +55,37 @@ pub(super) fn validate(h: HistoryInput, src: &Sources<'_>) -> Result<HistorySett
     }
     Ok(HistorySettings { path, retention })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Settings;
+
+    fn load(history: &str) -> Result<Settings, ConfigError> {
+        let toml = format!(
+            "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+             [routes]\ndomain = \"tart.example.org\"\n[history]\n{history}\n"
+        );
+        let file = Path::new("/etc/tart-sync/tart-sync.toml");
+        Settings::from_sources(Some(&toml), &|_: &str| None, Some(file))
+    }
+
+    #[test]
+    fn memory_only_by_default_and_paths_relative_to_the_file() {
+        let s = load("").unwrap().history;
+        assert_eq!((s.path, s.retention), (None, DEFAULT_RETENTION));
+        let s = load("path = \"history.redb\"\nretention = \"2days\"")
+            .unwrap()
+            .history;
+        assert_eq!(
+            s.path.as_deref(),
+            Some(Path::new("/etc/tart-sync/history.redb"))
+        );
+        assert_eq!(s.retention, Duration::from_secs(2 * 86_400));
+        let err = load("retention = \"1s\"").unwrap_err().to_string();
+        assert!(err.contains("history.retention"), "{err}");
+    }
+}

@@ -105,3 +105,69 @@ pub(super) fn validate(p: ProbeInput, src: &Sources<'_>) -> Result<ProbeSettings
         path,
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::Settings;
+
+    fn load(probe: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let toml = format!(
+            "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+             [routes]\ndomain = \"tart.example.org\"\n[probe]\n{probe}\n"
+        );
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_sources(Some(&toml), &|k: &str| env.get(k).cloned(), None)
+    }
+
+    #[test]
+    fn defaults_and_environment() {
+        let s = load("", &[]).unwrap().probe;
+        assert!(s.enabled);
+        assert_eq!(
+            (s.interval, s.timeout),
+            (DEFAULT_PROBE_INTERVAL, DEFAULT_PROBE_TIMEOUT)
+        );
+        assert_eq!((s.concurrency, s.max_rate, s.path.as_str()), (32, 50, "/"));
+        let s = load(
+            "enabled = true",
+            &[
+                ("TART_SYNC_PROBE_ENABLED", "False"),
+                ("TART_SYNC_PROBE_PATH", "/health"),
+            ],
+        )
+        .unwrap()
+        .probe;
+        assert!(!s.enabled);
+        assert_eq!(s.path, "/health");
+        let err = load("", &[("TART_SYNC_PROBE_ENABLED", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("probe.enabled") && err.contains("TART_SYNC_PROBE_ENABLED"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (text, setting) in [
+            ("interval = \"10ms\"", "probe.interval"),
+            ("timeout = \"0s\"", "probe.timeout"),
+            ("concurrency = 0", "probe.concurrency"),
+            ("max_rate = 0", "probe.max_rate"),
+            ("path = \"health\"", "probe.path"),
+            ("path = \"/a b\"", "probe.path"),
+            ("pth = \"/\"", "pth"),
+        ] {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(setting), "{text}: {err}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! redb is a pure-Rust embedded key-value store (no C library to build,
 //! one file, crash-safe commits). A row is one [`Change`]: the key is
-//! `(unix time in microseconds, sequence number)`, the value one byte for
+//! `(unix time in nanoseconds, sequence number)`, the value one byte for
 //! the kind and state followed by the TART's name.
 //!
 //! A file that is not a redb file or is damaged is moved aside to
@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use crate::desired::NodeState;
 use crate::health::{Change, ChangeKind, ServiceState};
 
-/// The table of changes: `(unix µs, sequence) → kind byte + name`.
+/// The table of changes: `(unix ns, sequence) → kind byte + name`.
 const CHANGES: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("changes");
 
 /// What went wrong with the history file.
@@ -187,7 +187,7 @@ impl Store {
                 let mut value = Vec::with_capacity(1 + change.name.len());
                 value.push(encode_kind(change.kind));
                 value.extend_from_slice(change.name.as_bytes());
-                let key = (micros(change.at), seq);
+                let key = (nanos(change.at), seq);
                 table
                     .insert(key, value.as_slice())
                     .map_err(|e| self.io(e))?;
@@ -226,7 +226,7 @@ impl Store {
             // The newest old row of each (name, kind of change) is kept.
             let mut newest: HashMap<(Vec<u8>, bool), (i64, u64)> = HashMap::new();
             let mut old = Vec::new();
-            let end = (micros(cutoff), 0u64);
+            let end = (nanos(cutoff), 0u64);
             for row in table.range(..end).map_err(|e| self.io(e))? {
                 let (key, value) = row.map_err(|e| self.io(e))?;
                 let key = key.value();
@@ -256,8 +256,9 @@ fn boxed(e: impl Into<redb::Error>) -> Box<redb::Error> {
     Box::new(e.into())
 }
 
-fn micros(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+/// Nanoseconds since 1970 (an `i64` lasts until 2262).
+fn nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
 fn encode_kind(kind: ChangeKind) -> u8 {
@@ -271,7 +272,7 @@ fn encode_kind(kind: ChangeKind) -> u8 {
     }
 }
 
-fn decode(at_micros: i64, value: &[u8]) -> Option<Change> {
+fn decode(at_nanos: i64, value: &[u8]) -> Option<Change> {
     let (&code, name) = value.split_first()?;
     let kind = match code {
         1 => ChangeKind::Tailnet(NodeState::Online),
@@ -282,7 +283,7 @@ fn decode(at_micros: i64, value: &[u8]) -> Option<Change> {
         12 => ChangeKind::Service(ServiceState::Down),
         _ => return None,
     };
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_micros) * 1_000).ok()?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_nanos)).ok()?;
     Some(Change {
         at,
         name: String::from_utf8(name.to_vec()).ok()?,
