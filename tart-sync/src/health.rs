@@ -293,3 +293,74 @@ impl Health {
         self.generation.subscribe()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use time::macros::datetime;
+    use time::Duration;
+
+    use super::*;
+
+    fn probe(state: ServiceState, at: OffsetDateTime) -> ProbeResult {
+        ProbeResult {
+            state,
+            http_status: None,
+            latency: None,
+            checked: at,
+            since: at,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn probes_and_tailnet_changes_make_the_bars_and_reach_subscribers() {
+        let health = Health::default();
+        let mut generation = health.generation();
+        let mut recorded = health.subscribe();
+        let t0 = datetime!(2026-07-10 08:00 UTC);
+        let m = Duration::minutes;
+        assert!(health.record(Change {
+            at: t0,
+            name: "rhodes".into(),
+            kind: ChangeKind::Tailnet(NodeState::Online),
+        }));
+        health.set_probe("rhodes", probe(ServiceState::Up, t0 + m(1)));
+        // The same state again: no change, no bump.
+        health.set_probe("rhodes", probe(ServiceState::Up, t0 + m(2)));
+        health.set_probe("rhodes", probe(ServiceState::Down, t0 + m(3)));
+        assert!(generation.has_changed().unwrap());
+        let segs = health.segments("rhodes", t0, t0 + m(5));
+        let states: Vec<_> = segs.iter().map(|s| (s.from, s.service)).collect();
+        assert_eq!(
+            states,
+            [
+                (t0, ServiceState::Unknown),
+                (t0 + m(1), ServiceState::Up),
+                (t0 + m(3), ServiceState::Down)
+            ]
+        );
+        assert!(segs.iter().all(|s| s.tailnet == Some(NodeState::Online)));
+        let mut got = Vec::new();
+        while let Ok(r) = recorded.try_recv() {
+            got.push((r.change.kind, r.previous));
+        }
+        let up = ChangeKind::Service(ServiceState::Up);
+        assert_eq!(
+            got,
+            [
+                (ChangeKind::Tailnet(NodeState::Online), None),
+                (up, None),
+                (ChangeKind::Service(ServiceState::Down), Some(up)),
+            ]
+        );
+        // Restored history goes to the bars, not to subscribers.
+        health.restore([Change {
+            at: t0,
+            name: "karoo".into(),
+            kind: ChangeKind::Tailnet(NodeState::Offline),
+        }]);
+        assert_eq!(health.segments("karoo", t0, t0 + m(1)).len(), 1);
+        assert!(recorded.try_recv().is_err());
+    }
+}
