@@ -104,6 +104,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         }
         last_period = Some(period);
         let offsets = schedule::offsets(list.len(), period, || rng.f64());
+        let list_len = list.len();
         for ((name, upstream), offset) in list.into_iter().zip(offsets) {
             tokio::select! {
                 _ = tokio::time::sleep_until(round + offset) => {}
@@ -130,8 +131,11 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        // Nothing to probe: look again after one interval.
-        let next = round + period.max(Duration::from_millis(100));
+        // Nothing to probe (not polled yet?): look again soon.
+        let next = match list_len {
+            0 => round + settings.interval.min(Duration::from_secs(1)),
+            _ => round + period,
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.changed() => return,
