@@ -95,7 +95,13 @@ pub async fn run(opts: &Options, report: &mut Report) -> Res<()> {
     let mut at_10k = None;
     for &n in &opts.daemon_sizes {
         progress!("probe cost, {n} TARTs: the daemon with probes off, then on (default settings)");
-        let off = window(opts, n, &[("TART_SYNC_PROBE_ENABLED", "false".into())], false).await?;
+        let off = window(
+            opts,
+            n,
+            &[("TART_SYNC_PROBE_ENABLED", "false".into())],
+            false,
+        )
+        .await?;
         let on_env: Vec<(&str, String)> =
             PROBE_ENV.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let on = window(opts, n, &on_env, true).await?;
