@@ -124,7 +124,7 @@ async fn one_webhook_per_state_change() {
 
 #[tokio::test]
 async fn a_failing_slow_receiver_delays_nothing_else() {
-    let Some(mut rig) = Rig::start(Version::Latest, &["alpha", "beta", "gamma"]).await else {
+    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta", "gamma"]).await else {
         return;
     };
     let nodes = rig.nodes();

@@ -316,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn probes_and_tailnet_changes_make_the_bars_and_reach_subscribers() {
         let health = Health::default();
-        let mut generation = health.generation();
+        let generation = health.generation();
         let mut recorded = health.subscribe();
         let t0 = datetime!(2026-07-10 08:00 UTC);
         let m = Duration::minutes;
