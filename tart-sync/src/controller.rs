@@ -341,6 +341,12 @@ pub async fn run(
                         None => true,
                     };
                     if changed {
+                        // Tailnet state changes into the history (#12).
+                        crate::history::record_tailnet(
+                            &ctx.health,
+                            &desired,
+                            OffsetDateTime::now_utc(),
+                        );
                         let published = Arc::new(Published::new(desired));
                         crate::dns::publish(&ctx, &published.targets, false);
                         tx.send_replace(Some(published));

@@ -168,8 +168,10 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         eprintln!("tart-sync: {e}");
         return ExitCode::from(2);
     }
+    let sidecar = tart_sync::sidecar::start(&ctx, &rx).await;
     let result = controller::run(ctx, hs, rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), status).await;
+    sidecar.finish(Duration::from_secs(5)).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

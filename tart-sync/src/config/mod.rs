@@ -34,6 +34,9 @@
 
 mod dns;
 mod error;
+mod history;
+mod notify;
+mod probe;
 mod secret;
 mod source;
 mod tls;
@@ -49,6 +52,9 @@ use url::Url;
 
 pub use dns::{DnsSettings, Resolve};
 pub use error::ConfigError;
+pub use history::HistorySettings;
+pub use notify::{NotifySettings, WebhookUrl};
+pub use probe::ProbeSettings;
 pub use secret::{ApiKey, SecretFile};
 pub use tls::{CaFile, ClientIdentity};
 
@@ -112,6 +118,12 @@ pub struct Settings {
     pub status: StatusSettings,
     /// `[dns]`: the DNS responder of `routes.resolve = "dns"`.
     pub dns: DnsSettings,
+    /// `[probe]`: reachability probes of each TART's web service.
+    pub probe: ProbeSettings,
+    /// `[history]`: the state-change history and its store.
+    pub history: HistorySettings,
+    /// `[notify]`: webhooks on TART state changes.
+    pub notify: NotifySettings,
 }
 
 impl Settings {
@@ -359,6 +371,9 @@ struct Input {
     routes: RoutesInput,
     status: StatusInput,
     dns: dns::DnsInput,
+    probe: probe::ProbeInput,
+    history: history::HistoryInput,
+    notify: notify::NotifyInput,
 }
 
 #[derive(Default, Deserialize)]
