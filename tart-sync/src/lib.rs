@@ -15,6 +15,8 @@
 //!   server; readiness.
 //! - [`health`]: each TART's probe results and state-change history.
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
+//! - [`enrol`]: `tart-sync enrol`: a new TART's name check and pre-auth key.
+//! - [`nodes`]: `tart-sync nodes`: each node's routing decision.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
 pub mod config;
@@ -22,11 +24,13 @@ pub mod contest;
 pub mod context;
 pub mod controller;
 pub mod desired;
+pub mod enrol;
 pub mod guard;
 pub mod headscale;
 pub mod health;
 pub mod layout;
 pub mod metrics;
+pub mod nodes;
 pub mod reconcile;
 pub mod reserved;
 pub mod status;
