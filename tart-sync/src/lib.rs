@@ -17,6 +17,7 @@
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
 //! - [`enrol`]: `tart-sync enrol`: a new TART's name check and pre-auth key.
 //! - [`nodes`]: `tart-sync nodes`: each node's routing decision.
+//! - [`public`]: the public fleet page (opt-in), served behind Caddy.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
 pub mod config;
@@ -31,6 +32,7 @@ pub mod health;
 pub mod layout;
 pub mod metrics;
 pub mod nodes;
+pub mod public;
 pub mod reconcile;
 pub mod reserved;
 pub mod status;

@@ -203,8 +203,27 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         let _ = tx.send(true);
     });
     let status = tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
+    let public = if ctx.settings.public.enabled {
+        let listen = ctx.settings.public.listen;
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => Some(tokio::spawn(tart_sync::public::serve(
+                ctx.clone(),
+                l,
+                rx.clone(),
+            ))),
+            Err(e) => {
+                eprintln!("tart-sync: public.listen: cannot listen on {listen}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let result = controller::run(ctx, hs, rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), status).await;
+    if let Some(public) = public {
+        let _ = tokio::time::timeout(Duration::from_secs(5), public).await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -33,6 +33,7 @@
 //! hold [`ConfigError`] and [`ApiKey`].
 
 mod error;
+mod public;
 mod secret;
 mod source;
 mod tls;
@@ -47,6 +48,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use error::ConfigError;
+pub use public::{PublicRoute, PublicSettings, DEFAULT_PUBLIC_LISTEN, DEFAULT_PUBLIC_TITLE};
 pub use secret::{ApiKey, SecretFile};
 pub use tls::{CaFile, ClientIdentity};
 
@@ -108,6 +110,8 @@ pub struct Settings {
     pub routes: RouteSettings,
     /// `[status]`: tart-sync's own status endpoint.
     pub status: StatusSettings,
+    /// `[public]`: the public fleet page (opt-in).
+    pub public: PublicSettings,
 }
 
 impl Settings {
@@ -206,6 +210,9 @@ pub struct RouteSettings {
     /// `routes.reserved`: names never published (lower case, DNS labels),
     /// e.g. paths the site serves itself.
     pub reserved: Vec<String>,
+    /// The public fleet page's route, when `[public] enabled` (set from
+    /// `[public]`; part of the owned route, see `layout/public.rs`).
+    pub public: Option<PublicRoute>,
 }
 
 /// `[status]` settings.
@@ -351,6 +358,7 @@ struct Input {
     caddy: CaddyInput,
     routes: RoutesInput,
     status: StatusInput,
+    public: public::PublicInput,
 }
 
 #[derive(Default, Deserialize)]

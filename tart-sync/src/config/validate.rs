@@ -30,11 +30,15 @@ macro_rules! bail {
 
 /// Checks the deserialized settings and fills in the defaults.
 pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, ConfigError> {
+    let public = super::public::public(input.public, src)?;
+    let mut routes = routes(input.routes, src)?;
+    routes.public = public.route();
     Ok(Settings {
         headscale: headscale(input.headscale, src)?,
         caddy: caddy(input.caddy, src)?,
-        routes: routes(input.routes, src)?,
+        routes,
         status: status(input.status, src)?,
+        public,
     })
 }
 
@@ -457,6 +461,7 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
         id_prefix,
         stream_close_delay,
         reserved,
+        public: None,
     })
 }
 

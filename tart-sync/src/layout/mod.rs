@@ -37,6 +37,7 @@
 
 mod diff;
 mod form;
+mod public;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -151,7 +152,7 @@ pub struct OwnedRoute<'a> {
     #[serde(rename = "@id")]
     id: String,
     #[serde(rename = "match")]
-    matchers: [Value; 1],
+    matchers: Vec<Value>,
     handle: Vec<HandlerOut<'a>>,
 }
 
@@ -195,6 +196,12 @@ pub fn revision(targets: &Targets, routes: &RouteSettings, features: Features) -
     h.write(routes.id_prefix.as_bytes());
     h.write(&routes.stream_close_delay.as_nanos().to_le_bytes());
     h.write(&[u8::from(features.stream_close_delay)]);
+    if let Some(public) = &routes.public {
+        h.write(b"public\0");
+        h.write(public.path.as_bytes());
+        h.write(&[0]);
+        h.write(public.dial.as_bytes());
+    }
     for (name, target) in targets {
         h.write(name.as_bytes());
         h.write(&[0]);
@@ -373,12 +380,18 @@ pub fn route<'a>(
             (matcher, vec![offline, proxy_route])
         }
     };
+    let mut matchers = vec![matcher];
+    let mut subroutes = subroutes;
+    if let Some(p) = &routes.public {
+        matchers.push(public::matcher(p, routes));
+        subroutes.insert(0, public::subroute(p, routes));
+    }
     handle.push(HandlerOut::Other(
         json!({"handler": "subroute", "routes": subroutes}),
     ));
     OwnedRoute {
         id: ids.route,
-        matchers: [matcher],
+        matchers,
         handle,
     }
 }
