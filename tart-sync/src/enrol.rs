@@ -251,6 +251,8 @@ impl Enrolment {
         self.key
             .expiration
             .unwrap_or(self.expiration)
+            .replace_nanosecond(0)
+            .unwrap_or(self.expiration)
             .format(&Rfc3339)
             .unwrap_or_else(|_| "?".to_owned())
     }
