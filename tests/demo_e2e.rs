@@ -112,7 +112,6 @@ async fn the_demos_links_open_as_printed() {
     // tart-sync installs its route within a poll or two.
     let rhodes = format!("{site}/rhodes/");
     let up = e2e::eventually(Duration::from_secs(20), || {
-        let get = get.clone();
         let url = rhodes.clone();
         async move { (get(url).await.0 == 200).then_some(()) }
     })
