@@ -179,6 +179,50 @@ pub(super) fn public(p: PublicInput, src: &Sources<'_>) -> Result<PublicSettings
 mod tests {
     use super::*;
 
+    fn load(extra: &str, env: &[(&str, &str)]) -> Result<crate::config::Settings, ConfigError> {
+        let toml = format!(
+            "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"k\"\n\
+             [routes]\ndomain = \"tart.example.org\"\n{extra}"
+        );
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        crate::config::Settings::from_sources(Some(&toml), &lookup, None)
+    }
+
+    #[test]
+    fn settings() {
+        let s = load("", &[]).unwrap();
+        assert!(!s.public.enabled);
+        assert_eq!(s.routes.public, None);
+        let s = load("", &[("TART_SYNC_PUBLIC_ENABLED", "true")]).unwrap();
+        assert_eq!(
+            s.routes.public,
+            Some(PublicRoute {
+                path: "/".into(),
+                dial: "127.0.0.1:9181".into()
+            })
+        );
+        let s = load("[public]\nenabled = true\npath = \"/fleet/\"\n", &[]).unwrap();
+        assert_eq!(s.public.path, "/fleet/");
+        for (extra, setting) in [
+            ("[public]\nenabled = \"maybe\"\n", "public.enabled"),
+            ("[public]\npath = \"fleet\"\n", "public.path"),
+            ("[public]\npath = \"/Fleet/\"\n", "public.path"),
+            (
+                "[public]\nenabled = true\nlisten = \"0.0.0.0:9181\"\n",
+                "public.dial",
+            ),
+            ("[public]\ndial = \"http://x\"\n", "public.dial"),
+            ("[public]\ntitle = \"\"\n", "public.title"),
+        ] {
+            let err = load(extra, &[]).unwrap_err();
+            assert_eq!(err.setting(), setting, "{extra}: {err}");
+        }
+    }
+
     #[test]
     fn reserved_names() {
         let r = |p: &str| PublicRoute {

@@ -30,16 +30,15 @@ macro_rules! bail {
 
 /// Checks the deserialized settings and fills in the defaults.
 pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, ConfigError> {
-    let public = super::public::public(input.public, src)?;
-    let mut routes = routes(input.routes, src)?;
-    routes.public = public.route();
-    Ok(Settings {
+    let mut settings = Settings {
         headscale: headscale(input.headscale, src)?,
         caddy: caddy(input.caddy, src)?,
-        routes,
+        routes: routes(input.routes, src)?,
         status: status(input.status, src)?,
-        public,
-    })
+        public: super::public::public(input.public, src)?,
+    };
+    settings.routes.public = settings.public.route();
+    Ok(settings)
 }
 
 /// A duration within its bound: larger values are certainly typos, and

@@ -31,6 +31,10 @@
 //!    proxies. An unknown name matches none of them and falls through to the
 //!    site's own route.
 //!
+//! 5. With the public fleet page enabled (`[public]`), one more matcher set
+//!    and a first subroute send the page's two paths to tart-sync's page
+//!    listener; both are constant (see `public.rs`).
+//!
 //! Every change of the fleet is one `PATCH /id/<prefix>`: Caddy's reload
 //! cost follows the size of the whole config, not of the patch, so patching
 //! the whole subtree costs the same as patching one entry.
