@@ -206,6 +206,11 @@ pub async fn enrol(
             )));
         }
     }
+    if options.expiration.is_zero() {
+        return Err(EnrolError::Options(
+            "--expiration must be longer than 0s (like 1h or 24h)".to_owned(),
+        ));
+    }
     let tags = key_tags(options, &settings.headscale.tags)?;
     let nodes = hs.list_nodes_shared(None).await?;
     if let Some(node) = nodes.list.nodes.iter().find(|n| n.given_name == name) {

@@ -175,6 +175,29 @@ pub(super) fn public(p: PublicInput, src: &Sources<'_>) -> Result<PublicSettings
     })
 }
 
+/// The page needs path mode: in host mode the site `<domain>` is a route
+/// of its own, which Caddy puts before the wildcard site the owned route
+/// goes with, so the page's paths would never reach the owned route.
+pub(super) fn check_mode(
+    public: &PublicSettings,
+    routes: &super::RouteSettings,
+    src: &Sources<'_>,
+) -> Result<(), ConfigError> {
+    if public.enabled && routes.mode != super::RouteMode::Path {
+        return Err(src.invalid(
+            "public.enabled",
+            format!(
+                "the public page needs routes.mode = \"path\" (with mode {:?}, the site {}'s \
+                 own route comes before tart-sync's in Caddy); link a page of the site to \
+                 the page's listener instead, or leave public.enabled false",
+                routes.mode.as_str(),
+                routes.domain
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +240,10 @@ mod tests {
             ),
             ("[public]\ndial = \"http://x\"\n", "public.dial"),
             ("[public]\ntitle = \"\"\n", "public.title"),
+            (
+                "mode = \"host\"\n[public]\nenabled = true\n",
+                "public.enabled",
+            ),
         ] {
             let err = load(extra, &[]).unwrap_err();
             assert_eq!(err.setting(), setting, "{extra}: {err}");

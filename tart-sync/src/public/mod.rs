@@ -267,6 +267,89 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::{Entry, NodeState};
+
+    fn desired(states: &[(&str, NodeState)]) -> Arc<Desired> {
+        Arc::new(Desired {
+            entries: states
+                .iter()
+                .enumerate()
+                .map(|(i, (name, state))| Entry {
+                    name: (*name).into(),
+                    node_id: i as u64 + 1,
+                    user: "u".into(),
+                    upstream: "100.64.0.1:80".into(),
+                    state: *state,
+                    offline_since: None,
+                    grace_until: None,
+                })
+                .collect(),
+            skipped: vec![],
+        })
+    }
+
+    /// Renders once per new desired state, however many requests come;
+    /// `If-None-Match` gets 304 until the state changes.
+    #[tokio::test]
+    async fn rendered_once_per_state_and_revalidated() {
+        let mut settings = crate::status::fixtures::settings("127.0.0.1:1", "path");
+        settings.public.enabled = true;
+        let ctx = Context::new(settings);
+        let first = desired(&[("a", NodeState::Online), ("b", NodeState::Offline)]);
+        ctx.with_state(|s| s.desired = Some(first.clone()));
+        let cache = Arc::new(PublicCache::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, rx) = watch::channel(false);
+        let server = tokio::spawn(crate::status::serve_router(
+            router(ctx.clone(), cache.clone()),
+            listener,
+            rx,
+        ));
+        let http = reqwest::Client::new();
+        let mut etag = String::new();
+        for i in 0..200 {
+            let path = if i % 2 == 0 { "/" } else { "/api/tarts.json" };
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            if i == 0 {
+                etag = r.headers()["etag"].to_str().unwrap().to_owned();
+                assert_eq!(r.headers()["cache-control"], "public, max-age=1");
+            }
+        }
+        assert_eq!(cache.renders(), 1, "200 requests, one state: one render");
+        let r = http
+            .get(format!("{base}/"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 304);
+        // The same state again (the loop keeps the Arc): no render.
+        ctx.with_state(|s| s.desired = Some(first.clone()));
+        let _ = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(cache.renders(), 1);
+        // A new state: one render, a new ETag.
+        ctx.with_state(|s| {
+            s.desired = Some(desired(&[
+                ("a", NodeState::Offline),
+                ("b", NodeState::Offline),
+            ]))
+        });
+        let r = http
+            .get(format!("{base}/"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("0</strong> of <strong>2"));
+        assert_eq!(cache.renders(), 2);
+        let r = http.get(format!("{base}/nope")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        let _ = stop.send(true);
+        let _ = server.await;
+    }
 
     #[test]
     fn if_none_match() {
