@@ -49,6 +49,7 @@ pub fn render(fleet: &PublicFleet, routes: &RouteSettings, json_path: &str) -> M
                         strong { (fleet.online) } " of " strong { (fleet.total) }
                         @if fleet.total == 1 { " telescope" } @else { " telescopes" }
                         " online"
+                        @if fleet.total > 0 { " · a name opens that telescope's own page" }
                     }
                 }
                 main {
