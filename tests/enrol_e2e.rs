@@ -387,3 +387,44 @@ async fn nodes_lists_every_node_with_its_decision() {
     assert!(v[2]["reason"].as_str().unwrap().contains("headscale.tags"));
     assert_eq!(v[0]["decision"], "online");
 }
+
+/// A site that serves `/docs/*` and `/old*` itself.
+const SITE: &str = r#"
+{
+	admin {$CADDY_ADMIN}
+}
+{$TART_SITE} {
+	handle_path /docs/* {
+		respond "site docs" 200
+	}
+	redir /old* /new 302
+	respond "No TART here." 404
+}
+"#;
+
+#[tokio::test]
+async fn enrol_refuses_the_sites_own_paths_read_from_real_caddy() {
+    e2e::for_each_version(|v| async move {
+        let rig = e2e::sync::Rig::start_with(v, &["rhodes"], SITE)
+            .await
+            .unwrap();
+        rig.hs.set_nodes(&rig.nodes()).await;
+        rig.hs.serve_enrolment().await;
+        let env = rig.env(&[]);
+        for (name, why) in [("docs", "/docs/*"), ("oldies", "/old*")] {
+            let o = tart_sync(&env, &["enrol", name, "--tags", "tag:tart"]);
+            assert_eq!(o.status.code(), Some(2), "{v:?} {name}: {}", text(&o));
+            assert!(text(&o).contains(why), "{v:?} {name}: {}", text(&o));
+        }
+        let o = tart_sync(&env, &["enrol", "newtart", "--tags", "tag:tart"]);
+        assert!(o.status.success(), "{v:?}: {}", text(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("checked against routes.reserved and the site's paths (Caddy"),
+            "{out}"
+        );
+        assert!(out.contains(e2e::headscale::DEMO_PREAUTH_KEY), "{out}");
+        assert_eq!(rig.caddy.admin_writes(), 0, "{v:?}: enrol wrote to Caddy");
+    })
+    .await;
+}
