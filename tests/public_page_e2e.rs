@@ -220,6 +220,9 @@ async fn public_page_through_real_caddy() {
         .await;
         let took = changed.elapsed();
         assert!(seen.is_some(), "{v:?}: rhodes never showed offline");
+        eprintln!(
+            "{v:?}: the state change was on the page after {took:?} (poll interval {POLL:?})"
+        );
         assert!(
             took <= POLL + Duration::from_millis(400),
             "{v:?}: the page took {took:?} to show the change (poll interval {POLL:?})"
