@@ -195,6 +195,30 @@ async fn public_page_through_real_caddy() {
             );
         }
 
+        // Hostile request lines reach nothing but the two public bodies.
+        for target in [
+            "/api/tarts.json/../../metrics",
+            "/api/status",
+            "//api/tarts.json",
+            "/%2e%2e/metrics",
+            "/api/tarts.json?callback=<script>",
+            "/?page=<script>alert(1)</script>",
+            "/metrics",
+            "/healthz",
+            "http://evil.example/api/tarts.json",
+        ] {
+            let a = e2e::raw::raw_get(rig.http_port, DOMAIN, target).await;
+            assert!(
+                !a.body.contains("tart_sync_") && !a.body.contains("\"caddies\"") && !a.body.contains("<script>"),
+                "{v:?} {target}: {} {}",
+                a.status,
+                a.body
+            );
+            for value in private_values(&rig, &nodes) {
+                assert!(!a.body.contains(&value), "{v:?} {target}: {value:?} in {}", a.body);
+            }
+        }
+
         // The TART links work through the same site; the status server is not here.
         assert_eq!(rig.who("/rhodes/").await, "rhodes");
         let (status, _, _) = get(&rig, "/api/status", None).await;
