@@ -209,13 +209,19 @@ async fn public_page_through_real_caddy() {
         ] {
             let a = e2e::raw::raw_get(rig.http_port, DOMAIN, target).await;
             assert!(
-                !a.body.contains("tart_sync_") && !a.body.contains("\"caddies\"") && !a.body.contains("<script>"),
+                !a.body.contains("tart_sync_")
+                    && !a.body.contains("\"caddies\"")
+                    && !a.body.contains("<script>"),
                 "{v:?} {target}: {} {}",
                 a.status,
                 a.body
             );
             for value in private_values(&rig, &nodes) {
-                assert!(!a.body.contains(&value), "{v:?} {target}: {value:?} in {}", a.body);
+                assert!(
+                    !a.body.contains(&value),
+                    "{v:?} {target}: {value:?} in {}",
+                    a.body
+                );
             }
         }
 

@@ -196,34 +196,24 @@ impl HeadscaleClient {
         request: &KeyRequest,
     ) -> Result<CreatedKey, HeadscaleError> {
         let user_param = self.user_param().await?;
-        let user =
-            match (&request.user, user_param) {
-                (Some(name), UserParam::Name) => Some(name.clone()),
-                (Some(name), UserParam::Id | UserParam::IdOrTagged) => {
-                    let users = self.list_users().await?;
-                    let found = users.iter().find(|u| &u.name == name).ok_or_else(|| {
-                        HeadscaleError::Api {
-                            status: 404,
-                            message: format!(
-                            "no headscale user named {name:?} (create it with `headscale users \
-                             create {name}`, or set headscale.user / --user)"
-                        ),
-                        }
-                    })?;
-                    Some(found.id.clone())
-                }
-                (None, UserParam::IdOrTagged) if !request.tags.is_empty() => None,
-                (None, _) => {
-                    return Err(HeadscaleError::Config {
-                        detail: format!(
-                            "a pre-auth key needs a user on this headscale ({}); set \
+        let user = match (&request.user, user_param) {
+            (Some(name), UserParam::Name) => Some(name.clone()),
+            (Some(name), UserParam::Id | UserParam::IdOrTagged) => {
+                let users = self.list_users().await?;
+                Some(user_id(&users, name)?)
+            }
+            (None, UserParam::IdOrTagged) if !request.tags.is_empty() => None,
+            (None, _) => {
+                return Err(HeadscaleError::Config {
+                    detail: format!(
+                        "a pre-auth key needs a user on this headscale ({}); set \
                          headscale.user or pass --user (a key without user needs headscale \
                          0.28+ and --tags)",
-                            user_param.as_str()
-                        ),
-                    })
-                }
-            };
+                        user_param.as_str()
+                    ),
+                })
+            }
+        };
         let body = request_body(user.as_deref(), request)?;
         let answer = self
             .call(Method::POST, "api/v1/preauthkey", Some(&body))
@@ -255,6 +245,33 @@ impl HeadscaleClient {
     }
 }
 
+/// The id of the one user named `name`.
+fn user_id(users: &[User], name: &str) -> Result<String, HeadscaleError> {
+    let named: Vec<&User> = users.iter().filter(|u| u.name == name).collect();
+    match named.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(HeadscaleError::Api {
+            status: 404,
+            message: format!(
+                "no headscale user named {name:?} (create it with `headscale users create \
+                 {name}`, or set headscale.user / --user)"
+            ),
+        }),
+        several => {
+            // Users from different OIDC providers may share a name (0.24+).
+            let ids: Vec<&str> = several.iter().map(|u| u.id.as_str()).collect();
+            Err(HeadscaleError::Api {
+                status: 409,
+                message: format!(
+                    "several headscale users are named {name:?} (ids {}); rename one \
+                     (`headscale users rename`) so that the name is unique",
+                    ids.join(", ")
+                ),
+            })
+        }
+    }
+}
+
 /// The JSON body of `POST /api/v1/preauthkey`.
 fn request_body(user: Option<&str>, request: &KeyRequest) -> Result<Value, HeadscaleError> {
     let expiration = request
@@ -283,6 +300,24 @@ mod tests {
         assert_eq!(minor_version("v0.28.0"), Some((0, 28)));
         assert_eq!(minor_version("0.27.1-beta.2"), Some((0, 27)));
         assert_eq!(minor_version("dev"), None);
+    }
+
+    #[test]
+    fn users_by_name() {
+        let u = |id: &str, name: &str| User {
+            id: id.into(),
+            name: name.into(),
+        };
+        let users = [u("1", "tarts"), u("2", "ann"), u("3", "ann")];
+        assert_eq!(user_id(&users, "tarts").unwrap(), "1");
+        assert!(user_id(&users, "bob")
+            .unwrap_err()
+            .to_string()
+            .contains("no headscale user"));
+        assert!(user_id(&users, "ann")
+            .unwrap_err()
+            .to_string()
+            .contains("ids 2, 3"));
     }
 
     #[test]
