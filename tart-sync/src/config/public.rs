@@ -175,14 +175,25 @@ pub(super) fn public(p: PublicInput, src: &Sources<'_>) -> Result<PublicSettings
     })
 }
 
-/// The page needs path mode: in host mode the site `<domain>` is a route
+/// The page needs its own listener, and path mode: in host mode the site `<domain>` is a route
 /// of its own, which Caddy puts before the wildcard site the owned route
 /// goes with, so the page's paths would never reach the owned route.
 pub(super) fn check_mode(
     public: &PublicSettings,
     routes: &super::RouteSettings,
+    status: &super::StatusSettings,
     src: &Sources<'_>,
 ) -> Result<(), ConfigError> {
+    if public.enabled && public.listen == status.listen {
+        return Err(src.invalid(
+            "public.listen",
+            format!(
+                "{} is also status.listen: the public page needs its own listener (the status \
+                 server stays private)",
+                public.listen
+            ),
+        ));
+    }
     if public.enabled && routes.mode != super::RouteMode::Path {
         return Err(src.invalid(
             "public.enabled",

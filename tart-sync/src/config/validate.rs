@@ -37,7 +37,7 @@ pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, Conf
         status: status(input.status, src)?,
         public: super::public::public(input.public, src)?,
     };
-    super::public::check_mode(&settings.public, &settings.routes, src)?;
+    super::public::check_mode(&settings.public, &settings.routes, &settings.status, src)?;
     settings.routes.public = settings.public.route();
     Ok(settings)
 }
