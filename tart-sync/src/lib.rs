@@ -21,6 +21,9 @@
 //! - [`notify`]: webhooks on TART state changes.
 //! - [`sidecar`]: the history, probe and webhook tasks beside the loop.
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
+//! - [`enrol`]: `tart-sync enrol`: a new TART's name check and pre-auth key.
+//! - [`nodes`]: `tart-sync nodes`: each node's routing decision.
+//! - [`public`]: the public fleet page (opt-in), served behind Caddy.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
 pub mod config;
@@ -29,6 +32,7 @@ pub mod context;
 pub mod controller;
 pub mod desired;
 pub mod dns;
+pub mod enrol;
 pub mod guard;
 pub mod headscale;
 pub mod health;
@@ -37,6 +41,8 @@ pub mod layout;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod nodes;
+pub mod public;
 pub mod reconcile;
 pub mod reserved;
 pub mod sidecar;

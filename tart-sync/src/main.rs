@@ -58,6 +58,43 @@ enum Command {
     /// Reach headscale and each Caddy and report versions and problems (bad key, wrong
     /// address, the domain's site not found). Exits 1 on any problem.
     Check,
+    /// Create a pre-auth key for a new TART and print what to paste on it (stdout only).
+    /// Refuses (exit 2) a name that is not a DNS label, already used by a node, or reserved.
+    Enrol(EnrolArgs),
+    /// List every node headscale knows with its routing decision and the reason for any skip.
+    Nodes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `tart-sync enrol` options.
+#[derive(Debug, clap::Args)]
+struct EnrolArgs {
+    /// The TART's name: its host name and the name in its URL (a DNS label).
+    name: String,
+    /// The key may register several machines.
+    #[arg(long)]
+    reusable: bool,
+    /// Machines registered with the key are removed when they go offline.
+    #[arg(long)]
+    ephemeral: bool,
+    /// How long the key stays valid (humantime: 1h, 24h, 7d).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    expiration: Duration,
+    /// ACL tags for the key, comma-separated (default: headscale.tags, the filter).
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// The headscale user owning the key (default: headscale.user).
+    #[arg(long)]
+    user: Option<String>,
+    /// The headscale URL the TART logs in to (default: headscale.url).
+    #[arg(long, value_name = "URL")]
+    login_server: Option<url::Url>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -133,6 +170,8 @@ fn main() -> ExitCode {
             Command::Once { allow_mass_removal } => once(&ctx, &hs, allow_mass_removal).await,
             Command::Plan => plan(&ctx, &hs).await,
             Command::Check => check(&ctx, &hs).await,
+            Command::Enrol(args) => enrol(&ctx, &hs, args).await,
+            Command::Nodes { json } => nodes(&ctx, &hs, json).await,
         }
     })
 }
@@ -168,9 +207,28 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         eprintln!("tart-sync: {e}");
         return ExitCode::from(2);
     }
+    let public = if ctx.settings.public.enabled {
+        let listen = ctx.settings.public.listen;
+        match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => Some(tokio::spawn(tart_sync::public::serve(
+                ctx.clone(),
+                l,
+                rx.clone(),
+            ))),
+            Err(e) => {
+                eprintln!("tart-sync: public.listen: cannot listen on {listen}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let sidecar = tart_sync::sidecar::start(&ctx, &rx).await;
     let result = controller::run(ctx, hs, rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), status).await;
+    if let Some(public) = public {
+        let _ = tokio::time::timeout(Duration::from_secs(5), public).await;
+    }
     sidecar.finish(Duration::from_secs(5)).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -417,4 +475,65 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
         println!("check: {problems} problem(s)");
         ExitCode::FAILURE
     }
+}
+
+async fn enrol(ctx: &Context, hs: &HeadscaleClient, args: EnrolArgs) -> ExitCode {
+    use tart_sync::enrol;
+    let options = enrol::EnrolOptions {
+        name: args.name,
+        reusable: args.reusable,
+        ephemeral: args.ephemeral,
+        expiration: args.expiration,
+        tags: args.tags,
+        user: args.user,
+        login_server: args.login_server,
+    };
+    match enrol::enrol(&ctx.settings, hs, &options).await {
+        Ok(e) if args.json => {
+            println!("{}", e.json());
+            ExitCode::SUCCESS
+        }
+        Ok(e) => {
+            print!("{}", e.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tart-sync: enrol: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+async fn nodes(ctx: &Context, hs: &HeadscaleClient, json: bool) -> ExitCode {
+    if let Ok(insts) = controller::instances(&ctx.settings) {
+        controller::learn_site_rules(ctx, &insts).await;
+    }
+    let listed = match hs.list_nodes_shared(None).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tart-sync: headscale: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let nodes = &listed.list.nodes;
+    let desired = tart_sync::desired::compute(
+        nodes,
+        &ctx.settings.headscale,
+        &ctx.settings.routes,
+        &ctx.reserved(),
+        time::OffsetDateTime::now_utc(),
+    );
+    let lines = tart_sync::nodes::lines(nodes, &desired, &ctx.settings);
+    if json {
+        match serde_json::to_string_pretty(&lines) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("tart-sync: nodes: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", tart_sync::nodes::table(&lines));
+    }
+    ExitCode::SUCCESS
 }

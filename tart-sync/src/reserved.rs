@@ -73,6 +73,7 @@ impl Reserved {
             .iter()
             .map(|n| (Rule::Exact(n.clone()), Why::Setting))
             .chain(site.iter().cloned())
+            .chain(public_rule(routes))
             .collect();
         rules.sort();
         rules.dedup();
@@ -94,6 +95,19 @@ impl Reserved {
     pub fn rules(&self) -> &[(Rule, Why)] {
         &self.rules
     }
+}
+
+/// In path mode, the public fleet page's first path segment (`api` for the
+/// page at `/`, whose JSON is `/api/tarts.json`), which the owned route
+/// sends to the page.
+fn public_rule(routes: &RouteSettings) -> Option<(Rule, Why)> {
+    let public = routes.public.as_ref()?;
+    (routes.mode == RouteMode::Path).then(|| {
+        (
+            Rule::Exact(public.reserved_name()),
+            Why::Site(format!("{} (the public fleet page)", public.json_path())),
+        )
+    })
 }
 
 /// The rules a site's route implies: in path mode the first segment of

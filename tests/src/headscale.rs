@@ -162,3 +162,51 @@ pub fn fixture(name: &str, ips: &[std::net::Ipv4Addr]) -> Value {
     }
     v
 }
+
+/// The pre-auth key the stand-in hands out (not a real key).
+pub const DEMO_PREAUTH_KEY: &str =
+    "hskey-auth-DemoStandIn1-0000000000000000000000000000000000000000000000000000000000000000";
+
+impl Headscale {
+    /// Also answers what `tart-sync enrol` asks, as headscale 0.28 does:
+    /// `GET /version`, `GET /api/v1/user` and `POST /api/v1/preauthkey`
+    /// (always [`DEMO_PREAUTH_KEY`], tagged, no user). [`Headscale::set_nodes`]
+    /// removes these answers again.
+    pub async fn serve_enrolment(&self) {
+        Mock::given(method("GET"))
+            .and(path("/version"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"version": "v0.28.0", "commit": "stand-in"})),
+            )
+            .mount(&self.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/user"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"users": []})))
+            .mount(&self.server)
+            .await;
+        let expiration = OffsetDateTime::now_utc() + time::Duration::hours(24);
+        Mock::given(method("POST"))
+            .and(path("/api/v1/preauthkey"))
+            .and(wiremock::matchers::header(
+                "authorization",
+                format!("Bearer {API_KEY}").as_str(),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"preAuthKey": {
+                    "user": null,
+                    "id": "1",
+                    "key": DEMO_PREAUTH_KEY,
+                    "reusable": false,
+                    "ephemeral": false,
+                    "used": false,
+                    "expiration": expiration.format(&Rfc3339).unwrap_or_default(),
+                    "createdAt": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+                    "aclTags": ["tag:tart"],
+                }})),
+            )
+            .mount(&self.server)
+            .await;
+    }
+}

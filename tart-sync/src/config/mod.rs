@@ -37,6 +37,7 @@ mod error;
 mod history;
 mod notify;
 mod probe;
+mod public;
 mod secret;
 mod source;
 mod tls;
@@ -55,6 +56,7 @@ pub use error::ConfigError;
 pub use history::HistorySettings;
 pub use notify::{NotifySettings, WebhookUrl};
 pub use probe::ProbeSettings;
+pub use public::{PublicRoute, PublicSettings, DEFAULT_PUBLIC_LISTEN, DEFAULT_PUBLIC_TITLE};
 pub use secret::{ApiKey, SecretFile};
 pub use tls::{CaFile, ClientIdentity};
 
@@ -124,6 +126,8 @@ pub struct Settings {
     pub history: HistorySettings,
     /// `[notify]`: webhooks on TART state changes.
     pub notify: NotifySettings,
+    /// `[public]`: the public fleet page (opt-in).
+    pub public: PublicSettings,
 }
 
 impl Settings {
@@ -225,6 +229,9 @@ pub struct RouteSettings {
     /// `routes.resolve`: addresses in Caddy's config, or looked up from
     /// tart-sync's DNS responder.
     pub resolve: Resolve,
+    /// The public fleet page's route, when `[public] enabled` (set from
+    /// `[public]`; part of the owned route, see `layout/public.rs`).
+    pub public: Option<PublicRoute>,
 }
 
 /// `[status]` settings.
@@ -374,6 +381,7 @@ struct Input {
     probe: probe::ProbeInput,
     history: history::HistoryInput,
     notify: notify::NotifyInput,
+    public: public::PublicInput,
 }
 
 #[derive(Default, Deserialize)]

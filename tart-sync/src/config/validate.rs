@@ -35,7 +35,7 @@ pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, Conf
     let routes = routes(input.routes, src)?;
     let status = status(input.status, src)?;
     let dns = super::dns::dns(input.dns, src, caddy.admin.len(), &routes)?;
-    Ok(Settings {
+    let mut settings = Settings {
         headscale,
         caddy,
         routes,
@@ -44,7 +44,11 @@ pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, Conf
         probe: super::probe::validate(input.probe, src)?,
         history: super::history::validate(input.history, src)?,
         notify: super::notify::validate(input.notify, src)?,
-    })
+        public: super::public::public(input.public, src)?,
+    };
+    super::public::check_mode(&settings.public, &settings.routes, &settings.status, src)?;
+    settings.routes.public = settings.public.route();
+    Ok(settings)
 }
 
 /// A duration within its bound: larger values are certainly typos, and
@@ -467,6 +471,7 @@ fn routes(r: RoutesInput, src: &Sources<'_>) -> Result<RouteSettings, ConfigErro
         stream_close_delay,
         reserved,
         resolve: r.resolve.unwrap_or_default(),
+        public: None,
     })
 }
 

@@ -302,6 +302,58 @@ impl HeadscaleClient {
         Ok(version_from_body(&answer.body))
     }
 
+    /// Sends one authenticated request to `path` (relative to the base URL),
+    /// with `body` as JSON when given, and reads the whole answer. `Ok(None)`
+    /// for a 404 that is a missing route (not a specific API error), the
+    /// body of a success otherwise; other answers are errors. The answer's
+    /// body never goes into logs (a pre-auth key is a secret).
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Vec<u8>>, HeadscaleError> {
+        let url = self.endpoint(path)?;
+        let shown = format!("{method} {url}");
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, self.auth.clone());
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                HeadscaleError::Timeout {
+                    after: self.timeout,
+                }
+            } else {
+                HeadscaleError::Transport {
+                    detail: format!("{shown}: {}", caddy_client::error_chain(&e.without_url())),
+                }
+            }
+        })?;
+        if announced_len(&response) > MAX_BODY_BYTES {
+            return Err(too_large(&shown));
+        }
+        let answer = self.read_answer(response, &shown).await?;
+        if answer.status.is_success() {
+            return Ok(Some(answer.body));
+        }
+        if answer.status == StatusCode::NOT_FOUND {
+            return match specific_404_message(&answer.body) {
+                None => Ok(None),
+                Some(message) => Err(HeadscaleError::Api {
+                    status: 404,
+                    message,
+                }),
+            };
+        }
+        Err(error_from_answer(&answer))
+    }
+
     fn endpoint(&self, path: &str) -> Result<Url, HeadscaleError> {
         self.base.join(path).map_err(|e| HeadscaleError::Config {
             detail: format!("cannot build the URL for {path}: {e}"),

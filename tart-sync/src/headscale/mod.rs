@@ -15,12 +15,14 @@
 //!
 //! Files: `client.rs` (HTTP, authentication, API generations, error
 //! answers), `model.rs` ([`Node`] and the parser), `cache.rs` (the kept
-//! answer), `error.rs`.
+//! answer), `error.rs`, `preauth.rs` (pre-auth keys and users, for
+//! `tart-sync enrol`).
 
 mod cache;
 mod client;
 mod error;
 mod model;
+mod preauth;
 
 pub use cache::Shared;
 pub use client::{ApiGeneration, HeadscaleClient, MAX_BODY_BYTES};
@@ -28,3 +30,4 @@ pub use error::HeadscaleError;
 pub use model::{
     is_valid_dns_label, parse_node_list, parse_timestamp, Node, NodeList, SkippedNode,
 };
+pub use preauth::{AuthKey, CreatedKey, KeyRequest, User, UserParam};

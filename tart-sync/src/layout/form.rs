@@ -96,7 +96,6 @@ impl RouteForm {
         let Some(handle) = &self.handle else {
             return false;
         };
-        let [matcher] = &route.matchers;
         self.rest.len() == 2
             && self.rest.get("@id").and_then(Value::as_str) == Some(route.id.as_str())
             && self
@@ -104,7 +103,7 @@ impl RouteForm {
                 .get("match")
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
-                == Some(std::slice::from_ref(matcher))
+                == Some(route.matchers.as_slice())
             && handle.len() == route.handle.len()
             && handle.iter().zip(&route.handle).all(|(h, w)| h.matches(w))
     }

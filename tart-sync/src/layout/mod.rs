@@ -31,6 +31,10 @@
 //!    proxies. An unknown name matches none of them and falls through to the
 //!    site's own route.
 //!
+//! 5. With the public fleet page enabled (`[public]`), one more matcher set
+//!    and a first subroute send the page's two paths to tart-sync's page
+//!    listener; both are constant (see `public.rs`).
+//!
 //! Every change of the fleet is one `PATCH /id/<prefix>`: Caddy's reload
 //! cost follows the size of the whole config, not of the patch, so patching
 //! the whole subtree costs the same as patching one entry.
@@ -38,6 +42,7 @@
 mod diff;
 pub mod dns;
 mod form;
+mod public;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -152,7 +157,7 @@ pub struct OwnedRoute<'a> {
     #[serde(rename = "@id")]
     id: String,
     #[serde(rename = "match")]
-    matchers: [Value; 1],
+    matchers: Vec<Value>,
     handle: Vec<HandlerOut<'a>>,
 }
 
@@ -196,6 +201,12 @@ pub fn revision(targets: &Targets, routes: &RouteSettings, features: Features) -
     h.write(routes.id_prefix.as_bytes());
     h.write(&routes.stream_close_delay.as_nanos().to_le_bytes());
     h.write(&[u8::from(features.stream_close_delay)]);
+    if let Some(public) = &routes.public {
+        h.write(b"public\0");
+        h.write(public.path.as_bytes());
+        h.write(&[0]);
+        h.write(public.dial.as_bytes());
+    }
     for (name, target) in targets {
         h.write(name.as_bytes());
         h.write(&[0]);
@@ -374,12 +385,18 @@ pub fn route<'a>(
             (matcher, vec![offline, proxy_route])
         }
     };
+    let mut matchers = vec![matcher];
+    let mut subroutes = subroutes;
+    if let Some(p) = &routes.public {
+        matchers.push(public::matcher(p, routes));
+        subroutes.insert(0, public::subroute(p, routes));
+    }
     handle.push(HandlerOut::Other(
         json!({"handler": "subroute", "routes": subroutes}),
     ));
     OwnedRoute {
         id: ids.route,
-        matchers: [matcher],
+        matchers,
         handle,
     }
 }

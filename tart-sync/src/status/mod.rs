@@ -149,9 +149,20 @@ pub fn router(ctx: Arc<Context>) -> Router {
 pub async fn serve(
     ctx: Arc<Context>,
     listener: tokio::net::TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    serve_router(router(ctx), listener, shutdown).await
+}
+
+/// Serves `app` on `listener` with the connection limits of the module
+/// documentation until `shutdown` turns true; shared by the status server
+/// and the public fleet page ([`crate::public`]).
+pub(crate) async fn serve_router(
+    app: Router,
+    listener: tokio::net::TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(router(ctx));
+    let service = TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
