@@ -269,6 +269,9 @@ async fn plan_shows_the_dns_answers_and_no_change_for_a_flap() {
         out.contains("up to date"),
         "a flap is no config change in dns mode: {out}"
     );
+    let (_, out) = cli(&env, &["check"]);
+    assert!(out.contains("dns mode: zone tart-sync.internal."), "{out}");
+    assert!(out.contains("asks udp/127.0.0.1:"), "{out}");
     // A bad zone is a configuration error naming the setting.
     let mut bad = env.clone();
     bad.insert("TART_SYNC_DNS_ZONE".into(), "bad..zone".into());

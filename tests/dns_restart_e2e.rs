@@ -100,6 +100,14 @@ async fn online_tarts_keep_answering_through_a_restart() {
         );
         assert!(total >= 300, "{v:?}: the client made only {total} requests");
         assert!(ratio >= 0.99, "{v:?}: {ok}/{total}; failures at {failed:?}");
+        let fallbacks = rig
+            .caddy
+            .log()
+            .lines()
+            .filter(|l| l.contains("falling back to static upstreams"))
+            .count();
+        println!("{v:?}: Caddy logged {fallbacks} fallbacks to the static upstream");
+        assert!(fallbacks > 0, "{v:?}: the outage was never noticed by Caddy?");
         // The restarted tart-sync found the same names: nothing written.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(rig.caddy.admin_writes(), writes, "{v:?}: {}", second.log());

@@ -421,6 +421,18 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
             println!("headscale: PROBLEM: {e}");
         }
     }
+    if ctx.settings.routes.resolve == Resolve::Dns {
+        let dns = &ctx.settings.dns;
+        println!(
+            "dns mode: zone {}, responder on udp/{}, Caddy caches answers for {}",
+            dns.zone,
+            dns.listen,
+            humantime::format_duration(dns.refresh)
+        );
+        for (idx, address) in ctx.settings.caddy.admin.iter().enumerate() {
+            println!("dns mode: Caddy {address} asks {}", dns.resolver_for(idx));
+        }
+    }
     let site = tart_sync::layout::site_host(&ctx.settings.routes);
     for address in &ctx.settings.caddy.admin {
         let client = match ctx.settings.caddy.client(address) {
