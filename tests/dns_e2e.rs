@@ -2,6 +2,8 @@
 //! what a flap or a move costs (no config write, WebSockets stay open), the
 //! contrast with config mode, and what a name costs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -195,6 +197,11 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
             "{v:?}"
         );
         let before = writes(&rig).await;
+        // alpha moves: no write (its fallback address stays the old one) ...
+        nodes[0].ip = "127.0.0.9".into();
+        rig.hs.set_nodes(&nodes).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(writes(&rig).await, before, "{v:?}: a move is no write");
         nodes.push(gamma);
         rig.hs.set_nodes(&nodes).await;
         assert!(
@@ -206,6 +213,15 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
             writes(&rig).await,
             before + 1,
             "{v:?}: a new name is one write"
+        );
+        // ... and the write a new name costs anyway refreshes it.
+        let live: serde_json::Value = rig.caddy.client().id("tart-sync").get().await.unwrap();
+        let raw = serde_json::value::to_raw_value(&live).unwrap();
+        let table = tart_sync::reconcile::live_targets(&raw);
+        assert_eq!(
+            table["alpha"],
+            tart_sync::desired::Target::Dial(format!("127.0.0.9:{}", rig.upstream_port)),
+            "{v:?}"
         );
         nodes.pop();
         rig.hs.set_nodes(&nodes).await;
@@ -232,6 +248,91 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
         // Idle: nothing more is written.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(writes(&rig).await, before + 2, "{v:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dial_error_to_an_online_tart_is_not_the_offline_page() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        rig.hs.set_nodes(&rig.nodes()).await;
+        let extra = dns_extra(free_udp_port());
+        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        assert!(
+            rig.wait_for("/beta/", "beta", Duration::from_secs(10))
+                .await,
+            "{v:?}"
+        );
+        // beta is online in headscale, but its web server is down.
+        rig.fleet[1].stop();
+        assert!(
+            rig.wait_for("/beta/", "502", Duration::from_secs(5)).await,
+            "{v:?}: {}",
+            rig.who("/beta/").await
+        );
+        let (status, body) = rig.get("/beta/").await;
+        assert_eq!(status, 502, "{v:?}");
+        assert!(
+            !body.contains("offline"),
+            "{v:?}: a dial error shown as offline: {body}"
+        );
+        assert_eq!(rig.who("/alpha/").await, "alpha");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn host_mode_resolves_through_the_responder_too() {
+    for_each_version(|v| async move {
+        let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
+        let mut nodes = rig.nodes();
+        rig.hs.set_nodes(&nodes).await;
+        let mut extra = dns_extra(free_udp_port());
+        extra.push(("TART_SYNC_ROUTES_MODE", "host".into()));
+        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        let who = |host: &'static str| {
+            let rig = &rig;
+            async move { rig.get_host(host, "/some/path").await }
+        };
+        assert!(
+            e2e::eventually(Duration::from_secs(10), || async {
+                (who("beta.tart.test").await.0 == 200).then_some(())
+            })
+            .await
+            .is_some(),
+            "{v:?}"
+        );
+        let (status, body) = who("alpha.tart.test").await;
+        assert_eq!(status, 200, "{v:?}: {body}");
+        assert!(
+            body.contains("\"alpha\"") && body.contains("/some/path"),
+            "{v:?}: {body}"
+        );
+        let before = writes(&rig).await;
+        go_offline(&mut nodes[1]);
+        rig.hs.set_nodes(&nodes).await;
+        assert!(
+            e2e::eventually(Duration::from_secs(5), || async {
+                let (status, body) = who("beta.tart.test").await;
+                (status == 503 && body.contains("TART beta is offline")).then_some(())
+            })
+            .await
+            .is_some(),
+            "{v:?}: {:?}",
+            who("beta.tart.test").await
+        );
+        let (status, body) = who("nobody.tart.test").await;
+        assert_eq!(
+            (status, body.contains("No TART with this name")),
+            (404, true),
+            "{v:?}: {body}"
+        );
+        assert_eq!(
+            writes(&rig).await,
+            before,
+            "{v:?}: a flap in host mode is no write either"
+        );
     })
     .await;
 }

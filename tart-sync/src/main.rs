@@ -164,7 +164,7 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         let _ = tx.send(true);
     });
     let status = tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
-    if let Err(e) = tart_sync::dns::start(&ctx, rx.clone()).await {
+    if let Err(e) = tart_sync::dns::start(&ctx, rx.clone()) {
         eprintln!("tart-sync: {e}");
         return ExitCode::from(2);
     }
@@ -301,7 +301,17 @@ async fn plan(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
         };
         match inst.live(&ids).await {
             Ok(Some((live, _))) => {
-                let d = Diff::between(&reconcile::live_targets(&live), &targets);
+                let live = reconcile::live_targets(&live);
+                // In dns mode only names are written: a flap or a move is no change.
+                let want = match ctx.settings.routes.resolve {
+                    Resolve::Config => targets.clone(),
+                    Resolve::Dns => tart_sync::layout::dns::stable_targets(
+                        &targets,
+                        &live,
+                        ctx.settings.routes.upstream_port,
+                    ),
+                };
+                let d = Diff::between(&live, &want);
                 if d.is_empty() {
                     println!("Caddy {address}: up to date (/id/{})", ids.route);
                 } else {
@@ -349,6 +359,18 @@ async fn check(ctx: &Context, hs: &HeadscaleClient) -> ExitCode {
         Err(e) => {
             problems += 1;
             println!("headscale: PROBLEM: {e}");
+        }
+    }
+    if ctx.settings.routes.resolve == Resolve::Dns {
+        let dns = &ctx.settings.dns;
+        println!(
+            "dns mode: zone {}, responder on udp/{}, Caddy caches answers for {}",
+            dns.zone,
+            dns.listen,
+            humantime::format_duration(dns.refresh)
+        );
+        for (idx, address) in ctx.settings.caddy.admin.iter().enumerate() {
+            println!("dns mode: Caddy {address} asks {}", dns.resolver_for(idx));
         }
     }
     let site = tart_sync::layout::site_host(&ctx.settings.routes);

@@ -159,8 +159,11 @@ impl Instance {
     }
 
     /// The table written for `targets` when `live` is there: `targets`
-    /// itself in config mode; in dns mode the names of `targets` with the
-    /// outputs `live` already has ([`layout::dns::stable_targets`]).
+    /// itself in config mode. In dns mode, while the names are the same, the
+    /// outputs `live` already has ([`layout::dns::stable_targets`]: a flap
+    /// or a move is no write); when names are added or removed (a write in
+    /// any case), every fallback address refreshed
+    /// ([`layout::dns::fresh_targets`]), at no extra cost.
     fn effective(
         &self,
         targets: &Arc<Targets>,
@@ -169,7 +172,12 @@ impl Instance {
     ) -> Arc<Targets> {
         match &self.dns {
             None => Arc::clone(targets),
-            Some(_) => Arc::new(layout::dns::stable_targets(
+            Some(_) if live.keys().eq(targets.keys()) => Arc::new(layout::dns::stable_targets(
+                targets,
+                live,
+                routes.upstream_port,
+            )),
+            Some(_) => Arc::new(layout::dns::fresh_targets(
                 targets,
                 live,
                 routes.upstream_port,

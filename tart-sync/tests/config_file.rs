@@ -74,6 +74,15 @@ fn example_file_is_valid_with_env_api_key() {
         s.status.listen,
         "127.0.0.1:9180".parse::<SocketAddr>().unwrap()
     );
+    assert_eq!(s.routes.resolve, tart_sync::config::Resolve::Config);
+    assert_eq!(s.dns.zone, "tart-sync.internal.");
+    assert_eq!(
+        s.dns.listen,
+        "127.0.0.1:5380".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(s.dns.refresh, Duration::from_secs(1));
+    assert_eq!(s.dns.resolver_for(0), "udp/127.0.0.1:5380");
+    assert_eq!(s.dns.rate_limit, 200);
 }
 
 #[test]

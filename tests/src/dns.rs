@@ -27,11 +27,12 @@ pub fn dns_env(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The daemon in-process with its DNS responder; stopped on drop.
+/// The daemon in-process with its DNS responder and status server; stopped on drop.
 pub struct DnsDaemon {
     pub ctx: Arc<Context>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
+    responder: Option<std::thread::JoinHandle<()>>,
 }
 
 impl DnsDaemon {
@@ -39,23 +40,32 @@ impl DnsDaemon {
         let hs = HeadscaleClient::from_settings(&settings.headscale).unwrap();
         let ctx = Context::new(settings);
         let (stop, rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if let Some(t) = tart_sync::dns::start(&ctx, rx.clone()).await.unwrap() {
-            tasks.push(t);
-        }
+        let responder = tart_sync::dns::start(&ctx, rx.clone()).unwrap();
+        // The status server too, on `status.listen`.
+        let listener = tokio::net::TcpListener::bind(ctx.settings.status.listen)
+            .await
+            .unwrap();
+        tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
         let c = ctx.clone();
-        tasks.push(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             controller::run(c, hs, rx).await.unwrap();
-        }));
-        DnsDaemon { ctx, stop, tasks }
+        });
+        DnsDaemon {
+            ctx,
+            stop,
+            task,
+            responder,
+        }
     }
 }
 
 impl Drop for DnsDaemon {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        for t in &self.tasks {
-            t.abort();
+        self.task.abort();
+        // The responder sees the signal within 200 ms and closes its port.
+        if let Some(t) = self.responder.take() {
+            let _ = t.join();
         }
     }
 }

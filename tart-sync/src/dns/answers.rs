@@ -370,6 +370,32 @@ mod tests {
         assert!(bytes.unwrap().len() <= MAX_REPLY);
     }
 
+    proptest::proptest! {
+        /// Any datagram: no panic; a reply only to a query, never larger
+        /// than MAX_REPLY, never with more than one record.
+        #[test]
+        fn any_datagram_gets_at_most_one_small_reply(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let (_, reply) = reply(&bytes, &zone(), Some(&table()));
+            if let Some(r) = reply {
+                proptest::prop_assert!(r.len() <= MAX_REPLY);
+                let m = Message::from_vec(&r).unwrap();
+                proptest::prop_assert!(m.answers.len() <= 1);
+                proptest::prop_assert!(m.authorities.is_empty());
+                proptest::prop_assert_eq!(m.metadata.message_type, MessageType::Response);
+            }
+        }
+
+        /// Any name outside the zone is REFUSED with nothing in it.
+        #[test]
+        fn any_name_outside_the_zone_is_refused(labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?", 1..5)) {
+            let name = format!("{}.", labels.join("."));
+            proptest::prop_assume!(!name.ends_with("tart-sync.internal."));
+            let (outcome, m) = ask(&name, RecordType::A);
+            proptest::prop_assert_eq!(outcome, Outcome::Refused);
+            proptest::prop_assert!(m.unwrap().answers.is_empty());
+        }
+    }
+
     #[test]
     fn before_the_first_desired_state_zone_names_are_servfail() {
         let mut q = Message::query();

@@ -7,7 +7,7 @@
 //! - [`answers`]: the table and the reply to one query (pure).
 //! - [`limit`]: per-source token buckets.
 //! - [`stats`]: queries by outcome, last query, rate.
-//! - [`serve`] (here): the UDP loop.
+//! - `server`: the UDP loop on its own thread ([`start`]).
 //!
 //! It is never an open resolver: names outside the zone are REFUSED, nothing
 //! is ever forwarded, replies hold one question and at most one record
@@ -17,14 +17,13 @@
 
 pub mod answers;
 pub mod limit;
+mod server;
 pub mod stats;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::desired::Targets;
@@ -32,6 +31,7 @@ use crate::guard::Guard;
 use crate::layout::{proxied_count, Diff};
 
 pub use answers::{Answer, Outcome, Table, OFFLINE_ADDRESS};
+pub use server::start;
 pub use stats::{Stats, StatsSnapshot};
 
 /// The responder's shared state: the answers it gives and its health.
@@ -40,12 +40,13 @@ pub struct DnsState {
     zone: Option<answers::Zone>,
     /// The answers; `None` before the first desired state.
     table: RwLock<Option<Arc<Table>>>,
-    /// The mass-removal guard over the answers, and the targets answered.
-    guard: Mutex<(Guard, Targets)>,
+    /// The mass-removal guard over the answers, the targets answered, and
+    /// whether a change is being held.
+    guard: Mutex<(Guard, Arc<Targets>, bool)>,
     /// Queries by outcome, last query, rate.
     pub stats: Stats,
     /// Where the responder listens, once bound; or why it cannot.
-    listening: Mutex<Result<Option<std::net::SocketAddr>, String>>,
+    pub(crate) listening: Mutex<Result<Option<std::net::SocketAddr>, String>>,
 }
 
 /// What [`DnsState::publish`] did.
@@ -81,7 +82,7 @@ impl DnsState {
         DnsState {
             zone: answers::Zone::new(&settings.dns.zone, ttl),
             table: RwLock::new(None),
-            guard: Mutex::new((Guard::default(), Targets::new())),
+            guard: Mutex::new((Guard::default(), Arc::default(), false)),
             stats: Stats::default(),
             listening: Mutex::new(Ok(None)),
         }
@@ -95,21 +96,28 @@ impl DnsState {
     /// Answers for `targets` from now on, unless the change would stop
     /// answering an address for more than half of the TARTs at once: that is
     /// held for `hold` (`routes.offline_grace`), as a Caddy write would be.
-    pub fn publish(&self, targets: &Targets, hold: Duration, force: bool) -> Publish {
+    /// The same table again (the same `Arc`, nothing held) costs nothing:
+    /// an idle poll does not compare the fleet.
+    pub fn publish(&self, targets: &Arc<Targets>, hold: Duration, force: bool) -> Publish {
         let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
-        let diff = Diff::between(&guard.1, targets);
         let first = self.table().is_none();
+        if !first && !guard.2 && Arc::ptr_eq(&guard.1, targets) {
+            return Publish::Applied(Diff::default());
+        }
+        let diff = Diff::between(&guard.1, targets);
         if !first && !force {
             let proxied = proxied_count(&guard.1);
             if let Some(remaining) = guard.0.check(&diff, proxied, hold, Instant::now()) {
+                guard.2 = true;
                 return Publish::Held(remaining);
             }
         }
+        guard.2 = false;
         if first || !diff.is_empty() {
             let table = Arc::new(Table::from_targets(targets));
             *self.table.write().unwrap_or_else(|p| p.into_inner()) = Some(table);
-            guard.1 = targets.clone();
         }
+        guard.1 = Arc::clone(targets);
         Publish::Applied(diff)
     }
 
@@ -156,54 +164,6 @@ impl DnsState {
     }
 }
 
-/// Binds `dns.listen` (UDP). The error says what to do.
-pub async fn bind(settings: &Settings) -> Result<UdpSocket, String> {
-    let listen = settings.dns.listen;
-    UdpSocket::bind(listen).await.map_err(|e| {
-        format!("dns.listen: cannot listen on udp/{listen}: {e} (another process on that port? choose another dns.listen)")
-    })
-}
-
-/// Answers queries on `socket` until `shutdown` turns true. One query at a
-/// time, from memory: a reply takes microseconds, so one task keeps up with
-/// any Caddy; a flood is dropped by the rate limit before any work.
-pub async fn serve(
-    state: Arc<DnsState>,
-    socket: UdpSocket,
-    settings: &Settings,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    *state.listening.lock().unwrap_or_else(|p| p.into_inner()) = Ok(socket.local_addr().ok());
-    let mut limiter = limit::Limiter::new(settings.dns.rate_limit, &settings.dns.unlimited);
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let (len, source) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors of earlier replies surface here on some systems: keep going.
-                    tracing::debug!(error = %e, "dns: receive failed");
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Some(query) = buf.get(..len) else {
-            continue;
-        };
-        if let Some(reply) = state.handle(&mut limiter, query, source.ip()) {
-            if let Err(e) = socket.send_to(&reply, source).await {
-                tracing::debug!(error = %e, %source, "dns: reply not sent");
-            }
-        }
-    }
-}
-
-/// Records that the responder cannot listen (for the status page).
-pub fn failed(state: &DnsState, why: String) {
-    *state.listening.lock().unwrap_or_else(|p| p.into_inner()) = Err(why);
-}
-
 /// The dns-mode route settings of Caddy number `idx` (`None` in config mode).
 pub fn route_settings(settings: &Settings, idx: usize) -> Option<crate::layout::dns::DnsRoute> {
     (settings.routes.resolve == crate::config::Resolve::Dns).then(|| crate::layout::dns::DnsRoute {
@@ -215,7 +175,7 @@ pub fn route_settings(settings: &Settings, idx: usize) -> Option<crate::layout::
 
 /// In dns mode, answers for `targets` from now on (through the
 /// mass-removal guard unless `force`), and logs what changed.
-pub fn publish(ctx: &crate::context::Context, targets: &Targets, force: bool) {
+pub fn publish(ctx: &crate::context::Context, targets: &Arc<Targets>, force: bool) {
     if ctx.settings.routes.resolve != crate::config::Resolve::Dns {
         return;
     }
@@ -234,27 +194,86 @@ pub fn publish(ctx: &crate::context::Context, targets: &Targets, force: bool) {
     }
 }
 
-/// Starts the responder in dns mode (nothing in config mode): binds
-/// `dns.listen` and answers until `shutdown` turns true. The error says
-/// what to do.
-pub async fn start(
-    ctx: &Arc<crate::context::Context>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
-    if ctx.settings.routes.resolve != crate::config::Resolve::Dns {
-        return Ok(None);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::Target;
+
+    fn settings(extra: &str) -> Settings {
+        let toml = format!(
+            "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+             [caddy]\nadmin = [\"127.0.0.1:2019\", \"100.64.0.7:2019\"]\n\
+             [routes]\ndomain = \"tart.example.org\"\nresolve = \"dns\"\n{extra}"
+        );
+        Settings::from_sources(Some(&toml), &|_: &str| None, None).unwrap()
     }
-    let socket = match bind(&ctx.settings).await {
-        Ok(s) => s,
-        Err(e) => {
-            failed(&ctx.dns, e.clone());
-            return Err(e);
-        }
-    };
-    tracing::info!(listen = %ctx.settings.dns.listen, zone = %ctx.settings.dns.zone, "dns responder listening");
-    let ctx = ctx.clone();
-    Ok(Some(tokio::spawn(async move {
-        let state = ctx.dns.clone();
-        serve(state, socket, &ctx.settings, shutdown).await;
-    })))
+
+    fn fleet(online: usize, offline: usize) -> Arc<Targets> {
+        let t: Targets = (0..online + offline)
+            .map(|i| {
+                let t = if i < online {
+                    Target::Dial(format!("100.64.0.{}:80", i + 1))
+                } else {
+                    Target::Offline
+                };
+                (format!("t{i}"), t)
+            })
+            .collect();
+        Arc::new(t)
+    }
+
+    #[test]
+    fn a_mass_offline_is_held_like_a_caddy_write() {
+        let state = DnsState::new(&settings(""));
+        assert!(state.table().is_none());
+        let hold = Duration::from_secs(60);
+        assert!(matches!(
+            state.publish(&fleet(4, 0), hold, false),
+            Publish::Applied(_)
+        ));
+        // One goes offline: applied at once.
+        assert!(matches!(
+            state.publish(&fleet(3, 1), hold, false),
+            Publish::Applied(_)
+        ));
+        assert_eq!(state.table().unwrap().get("t3"), Some(Answer::Offline));
+        // Everyone offline (headscale restarted?): held, old answers kept.
+        assert!(matches!(
+            state.publish(&fleet(0, 4), hold, false),
+            Publish::Held(_)
+        ));
+        assert!(matches!(
+            state.table().unwrap().get("t0"),
+            Some(Answer::Online(_))
+        ));
+        // `once --allow-mass-removal`: applied.
+        assert!(matches!(
+            state.publish(&fleet(0, 4), hold, true),
+            Publish::Applied(_)
+        ));
+        assert_eq!(state.table().unwrap().get("t0"), Some(Answer::Offline));
+    }
+
+    #[test]
+    fn each_caddy_gets_its_own_resolver_address() {
+        let one = settings("[dns]\ncaddy_resolver = [\"udp/100.64.0.1:5380\"]\n");
+        let per = settings(
+            "[dns]\nlisten = \"0.0.0.0:5380\"\ncaddy_resolver = [\"127.0.0.1:5380\", \"100.64.0.1:5380\"]\n",
+        );
+        let r = |s: &Settings, i| route_settings(s, i).unwrap().resolver;
+        assert_eq!(r(&one, 0), "udp/100.64.0.1:5380");
+        assert_eq!(r(&one, 1), "udp/100.64.0.1:5380");
+        assert_eq!(r(&per, 0), "udp/127.0.0.1:5380");
+        assert_eq!(r(&per, 1), "udp/100.64.0.1:5380");
+        let insts = crate::controller::instances(&per).unwrap();
+        assert_eq!(insts[1].dns().unwrap().resolver, "udp/100.64.0.1:5380");
+        // Config mode: no dns route.
+        let config = Settings::from_sources(
+            Some("[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n[routes]\ndomain = \"t.example\"\n"),
+            &|_: &str| None,
+            None,
+        )
+        .unwrap();
+        assert!(route_settings(&config, 0).is_none());
+    }
 }

@@ -3,10 +3,11 @@
 //! the TART's address up from tart-sync's responder (`dynamic_upstreams`
 //! source `a`), so the config carries only the set of names:
 //!
-//! - Each bucket map's output is the name's *fallback* address: the
-//!   address it had when the name was added (or the offline sentinel for a
-//!   name added offline). It is never rewritten for a move or a flap;
-//!   [`stable_targets`] keeps the live output of every name already there.
+//! - Each bucket map's output is the name's *fallback* address: its
+//!   address as of the last write (or the offline sentinel for a name first
+//!   seen offline). A move or a flap never rewrites it ([`stable_targets`]
+//!   keeps the live outputs while the names are the same); the write that a
+//!   new or removed name costs anyway refreshes them all ([`fresh_targets`]).
 //!   The proxy lists it as its static upstream, which Caddy uses when the
 //!   lookup fails (tart-sync restarting: its UDP port closed answers at
 //!   once), so online TARTs stay reachable through a restart.
@@ -57,6 +58,23 @@ pub fn stable_targets(desired: &Targets, live: &Targets, port: u16) -> Targets {
                 },
             };
             (name.clone(), Target::Dial(kept))
+        })
+        .collect()
+}
+
+/// The table to write when a write happens anyway (names added or
+/// removed): every proxied name with its current address, an offline one
+/// with its output in `live` (or the offline sentinel), so the static
+/// fallback is as fresh as the last write.
+pub fn fresh_targets(desired: &Targets, live: &Targets, port: u16) -> Targets {
+    desired
+        .iter()
+        .map(|(name, target)| {
+            let dial = match (target, live.get(name)) {
+                (Target::Dial(d), _) | (Target::Offline, Some(Target::Dial(d))) => d.clone(),
+                (Target::Offline, _) => offline_dial(port),
+            };
+            (name.clone(), Target::Dial(dial))
         })
         .collect()
 }
@@ -216,6 +234,13 @@ mod tests {
             revision(&with_c, &routes(), Features::default(), &dns()),
             r0
         );
+        // When a write happens anyway, the fallbacks are refreshed: a now,
+        // b's last known address kept while it is offline, c new.
+        let more = table(&[("a", Some("100.64.0.8:80")), ("b", None), ("c", None)]);
+        let fresh = fresh_targets(&more, &written, 80);
+        assert_eq!(fresh["a"], Target::Dial("100.64.0.8:80".into()));
+        assert_eq!(fresh["b"], written["b"]);
+        assert_eq!(fresh["c"], Target::Dial("255.255.255.255:80".into()));
         // Another resolver for this Caddy: a new stamp.
         let other = DnsRoute {
             resolver: "udp/100.64.0.5:5380".into(),

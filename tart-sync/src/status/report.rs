@@ -78,6 +78,14 @@
 //!   placeholder, so per-node `upstream_health` is `null` for tart-sync's own
 //!   routes and only filled where Caddy lists the node's address (another
 //!   route of the config dials it).
+//! - `dns` (only with `routes.resolve = "dns"`): the DNS responder:
+//!   `{"resolve": "dns", "zone": "tart-sync.internal.", "listen":
+//!   "127.0.0.1:5380", "error": null, "names": 2, "queries": [["answered",
+//!   120], ["nodata", 118], ["nxdomain", 0], ["refused", 0], ["invalid", 0],
+//!   ["dropped", 0], ["limited", 0], ["not_ready", 0]], "last_query":
+//!   "2026-07-10T08:15:04Z", "rate": 2.4}`: `names` answered (`null` before
+//!   the first poll), queries by outcome since start, `rate` in queries per
+//!   second over the last complete 10 s.
 //! - `skipped`: nodes that pass the filters but get no URL, with the reason;
 //!   the first [`MAX_LIMIT`] of them (not paged), `skipped_total` counts them
 //!   all. `nodes` and `skipped` are empty until headscale was polled
@@ -124,6 +132,18 @@ pub(super) struct Report {
     pub(super) polled: bool,
     /// Whether any Caddy answered the upstreams query.
     pub(super) health_known: bool,
+    /// The DNS responder, in dns mode (`routes.resolve = "dns"`) only.
+    pub(super) dns: Option<DnsReport>,
+}
+
+/// The DNS responder as `/api/status` (`dns`) and the page show it.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct DnsReport {
+    /// Always `dns` (the block is absent in config mode).
+    pub(super) resolve: &'static str,
+    /// Its zone, listen address or error, names, queries, last query, rate.
+    #[serde(flatten)]
+    pub(super) status: crate::dns::DnsStatus,
 }
 
 /// `/api/status`'s document: a page of a [`Report`] (module documentation).
@@ -143,6 +163,8 @@ pub(super) struct ApiStatus<'a> {
     skipped_total: usize,
     skipped: &'a [Skipped],
     tart_upstream: Option<UpstreamHealth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns: Option<&'a DnsReport>,
 }
 
 impl Report {
@@ -171,6 +193,7 @@ impl Report {
                 .get(..self.skipped.len().min(MAX_LIMIT))
                 .unwrap_or_default(),
             tart_upstream: self.tart_upstream,
+            dns: self.dns.as_ref(),
         }
     }
 }
@@ -332,6 +355,10 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
         tart_upstream: health_of(&Ids::new(&routes.id_prefix).upstream_placeholder()),
         polled,
         health_known: health.is_some(),
+        dns: (routes.resolve == crate::config::Resolve::Dns).then(|| DnsReport {
+            resolve: routes.resolve.as_str(),
+            status: ctx.dns.status(&ctx.settings.dns.zone),
+        }),
     }
 }
 
