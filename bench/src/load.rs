@@ -340,6 +340,17 @@ Transfer/sec:      1.58MB
     }
 
     #[test]
+    fn the_cycle_script_walks_every_path() {
+        let script = cycle_script(&["/a/".to_string(), "/b-2/".to_string()]);
+        assert!(
+            script.contains(r#"local paths = {"/a/", "/b-2/"}"#),
+            "{script}"
+        );
+        assert!(script.contains("function request()"));
+        assert!(script.contains("paths[(i % #paths) + 1]"));
+    }
+
+    #[test]
     fn wrk_units() {
         assert_eq!(wrk_ms("812.00us"), Some(0.812));
         assert_eq!(wrk_ms("1.50s"), Some(1500.0));
