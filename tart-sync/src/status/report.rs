@@ -124,6 +124,9 @@ pub(super) struct Report {
     pub(super) polled: bool,
     /// Whether any Caddy answered the upstreams query.
     pub(super) health_known: bool,
+    /// [`crate::health::Health::generation`] read before the state was: a
+    /// live view whose client saw this report needs no change older than it.
+    pub(super) generation: u64,
 }
 
 /// `/api/status`'s document: a page of a [`Report`] (module documentation).
@@ -201,7 +204,10 @@ impl ReportCache {
             }
         }
         let health = self.health.fetch().await;
-        let report = Arc::new(build(ctx, ctx.snapshot(), &health));
+        let generation = *ctx.health.generation().borrow();
+        let mut report = build(ctx, ctx.snapshot(), &health);
+        report.generation = generation;
+        let report = Arc::new(report);
         *last = Some((Instant::now(), Arc::clone(&report)));
         report
     }
@@ -332,6 +338,7 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
         tart_upstream: health_of(&Ids::new(&routes.id_prefix).upstream_placeholder()),
         polled,
         health_known: health.is_some(),
+        generation: 0,
     }
 }
 

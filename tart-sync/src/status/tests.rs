@@ -125,12 +125,12 @@ async fn json_shape_with_health_from_caddy() {
     assert_eq!(v["skipped"][0]["name"], HOSTILE);
     assert!(v["skipped"][0]["reason"].is_string());
 
-    // The page gets the same health.
+    // The page gets the same report (Caddy's per-address numbers are only
+    // in the JSON: the page has no column that is empty for every TART).
     let (status, ctype, html) = server.get("/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ctype, "text/html; charset=utf-8");
-    let rhodes = &html[html.find("data-name=\"rhodes\"").unwrap()..];
-    assert!(rhodes[..rhodes.find("</tr>").unwrap()].contains("data-label=\"In flight\">4</td>"));
+    assert!(html.contains("data-name=\"rhodes\" data-state=\"online\""));
 
     server.shutdown().await;
     caddy.abort();
@@ -536,4 +536,220 @@ async fn serve_stops_when_told() {
     let base = server.base.clone();
     server.shutdown().await;
     assert!(reqwest::get(format!("{base}/healthz")).await.is_err());
+}
+
+/// An open `/api/events` stream: reads its events one by one.
+struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    async fn open(server: &Server, query: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}/api/events{query}", server.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The next event's `data` as JSON (keep-alive comments are skipped), or
+    /// `None` when the stream ends or `limit` passes.
+    async fn next(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if !data.is_empty() {
+                    return Some(serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.resp.chunk()).await;
+            match chunk {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn down_probe() -> crate::health::ProbeResult {
+    let now = OffsetDateTime::now_utc();
+    crate::health::ProbeResult {
+        state: crate::health::ServiceState::Down,
+        http_status: None,
+        latency: None,
+        checked: now,
+        since: now,
+        error: Some("connect: connection refused".into()),
+    }
+}
+
+#[tokio::test]
+async fn events_deliver_a_change_within_a_second() {
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx.clone()).await;
+    let resp = EventStream::open(&server, "").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    assert_eq!(resp.headers()["content-security-policy"], CSP);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let mut events = EventStream {
+        resp,
+        buf: String::new(),
+    };
+    // Without a page revision: every row of the page first.
+    let first = events.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(first["full"], true);
+    assert_eq!(
+        first["names"],
+        serde_json::json!(["karoo", "meerkat", "rhodes"])
+    );
+    assert_eq!(first["counts"]["all"], 3);
+
+    let changed = std::time::Instant::now();
+    ctx.health.set_probe("rhodes", down_probe());
+    let event = events.next(Duration::from_secs(2)).await.unwrap();
+    let took = changed.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(event["full"], false);
+    assert_eq!(event["rows"].as_array().unwrap().len(), 1, "{event}");
+    assert_eq!(event["rows"][0]["name"], "rhodes");
+    assert_eq!(event["rows"][0]["service"], "down");
+    assert_eq!(event["rows"][0]["error"], "connect: connection refused");
+    assert_eq!(event["counts"]["down"], 1);
+
+    // A tailnet change (the loop publishes a new state and bumps).
+    let mut state = fleet_state(&ctx, OffsetDateTime::now_utc());
+    std::sync::Arc::make_mut(state.desired.as_mut().unwrap())
+        .entries
+        .remove(1);
+    set_state(&ctx, state);
+    ctx.health.bump();
+    let event = events.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(event["names"], serde_json::json!(["karoo", "rhodes"]));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_follow_the_page_filter_and_revision() {
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx.clone()).await;
+    // The page says which revision it shows; the stream starts from there.
+    let (_, _, html) = server.get("/?state=down").await;
+    let rev = html
+        .split("data-rev=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let mut events = EventStream {
+        resp: EventStream::open(&server, &format!("?state=down&rev={rev}")).await,
+        buf: String::new(),
+    };
+    let first = events.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(
+        (
+            first["full"].as_bool(),
+            first["rows"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0)),
+        "{first}"
+    );
+    ctx.health.set_probe("meerkat", down_probe());
+    let event = events.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(event["names"], serde_json::json!(["meerkat"]));
+    assert_eq!(event["rows"][0]["name"], "meerkat");
+    // A bad filter is refused.
+    let resp = EventStream::open(&server, "?state=sideways").await;
+    assert_eq!(resp.status().as_u16(), 400);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn event_streams_are_capped_and_leave_the_server_usable() {
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx.clone()).await;
+    let mut open = Vec::new();
+    for _ in 0..events::MAX_EVENT_STREAMS {
+        let resp = EventStream::open(&server, "").await;
+        assert_eq!(resp.status().as_u16(), 200);
+        open.push(resp);
+    }
+    let refused = EventStream::open(&server, "").await;
+    assert_eq!(refused.status().as_u16(), 503);
+    assert_eq!(refused.headers()["retry-after"], "5");
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("live views are open already"));
+    // Open streams hold no request slot: the page, JSON and probes still answer.
+    for path in ["/", "/api/status", "/healthz", "/static/app.js"] {
+        assert_eq!(server.get(path).await.0, StatusCode::OK, "{path}");
+    }
+    // A closed stream gives its slot back.
+    drop(open.pop());
+    let mut reopened = false;
+    for _ in 0..50 {
+        let resp = EventStream::open(&server, "").await;
+        if resp.status().is_success() {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened, "the slot of a closed stream was not given back");
+    drop(open);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_page_loads_only_its_own_assets() {
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx).await;
+    let resp = reqwest::get(format!("{}/", server.base)).await.unwrap();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Scripts and styles from the server only, never inline; events from it too.
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.split("; ").any(|p| p == part), "{part} missing: {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    let html = resp.text().await.unwrap();
+    let (status, ctype, js) = server.get("/static/app.js").await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (StatusCode::OK, "text/javascript; charset=utf-8")
+    );
+    assert!(js.contains("new EventSource(\"/api/events?\""));
+    assert!(
+        !js.contains("innerHTML") && !js.contains("eval("),
+        "no HTML parsed from events"
+    );
+    let (status, ctype, css) = server.get("/static/page.css").await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (StatusCode::OK, "text/css; charset=utf-8")
+    );
+    assert!(css.contains("svg.bar"));
+    assert!(html.contains("src=\"/static/app.js\"") && html.contains("href=\"/static/page.css\""));
+    server.shutdown().await;
 }
