@@ -87,15 +87,17 @@
   function buildRow(r) {
     var serviceTitle = r.service === "up" ? (r.http_status ? "HTTP " + r.http_status : "answered")
       : r.service === "down" ? (r.error || "probe failed") : "not probed (yet)";
-    var service = el("td", { "data-label": "Service" }, [badge(r.service, SERVICE[r.service] || r.service, serviceTitle)]);
+    var service = el("td", { "class": "service", "data-label": "Service" },
+      [el("span", {}, [badge(r.service, SERVICE[r.service] || r.service, serviceTitle)])]);
     if (r.error) service.appendChild(el("div", { "class": "error small" }, [r.error]));
-    var since = el("td", { "data-label": "Since" }, r.since
+    var sinceText = el("span", {}, r.since
       ? [r.since_what + " ", timeAt(r.since)]
       : [el("span", { "class": "muted" }, ["—"])]);
     if (r.grace_until) {
-      since.appendChild(document.createTextNode(" · grace ends "));
-      since.appendChild(timeAt(r.grace_until));
+      sinceText.appendChild(document.createTextNode(" · grace ends "));
+      sinceText.appendChild(timeAt(r.grace_until));
     }
+    var since = el("td", { "class": "since", "data-label": "Since" }, [sinceText]);
     var hist = el("td", { "class": "hist", "data-label": "Last 24 h" });
     hist.appendChild(bar(r.history));
     return el("tr", {
@@ -103,13 +105,14 @@
       "data-node-id": r.node_id, "data-service": r.service
     }, [
       el("td", { "class": "name", "data-label": "Name", title: "node " + r.node_id + ", user " + r.user }, [r.name]),
-      el("td", { "data-label": "Tailnet" }, [badge(r.tailnet, TAILNET[r.tailnet] || r.tailnet)]),
+      el("td", { "class": "tailnet", "data-label": "Tailnet" }, [badge(r.tailnet, TAILNET[r.tailnet] || r.tailnet)]),
       service,
-      el("td", { "class": "num", "data-label": "Latency" },
+      el("td", { "class": "num latency", "data-label": "Latency" },
         [r.latency_ms === null ? el("span", { "class": "muted" }, ["—"]) : latencyText(r.latency_ms)]),
       since,
       hist,
-      el("td", { "class": "url", "data-label": "URL" }, [el("a", { href: r.url }, [r.url]), " ", el("code", { "class": "muted" }, [r.upstream])])
+      el("td", { "class": "url", "data-label": "URL" },
+        [el("span", {}, [el("a", { href: r.url }, [r.url]), " ", el("code", { "class": "muted" }, [r.upstream])])])
     ]);
   }
 

@@ -144,30 +144,31 @@ pub(super) fn row(r: &Row, now: OffsetDateTime) -> Markup {
     html! {
         tr.node #{ "tart-" (r.name) } data-name=(r.name) data-state=(r.tailnet.as_str()) data-node-id=(r.node_id) data-service=(r.service.as_str()) {
             td.name data-label="Name" title={ "node " (r.node_id) ", user " (r.user) } { (r.name) }
-            td data-label="Tailnet" { (badge(r.tailnet.as_str(), tailnet_label(r.tailnet))) }
-            td data-label="Service" {
-                span class={ "badge " (r.service.as_str()) } title=(service_title) { (service_label(r.service)) }
+            td.tailnet data-label="Tailnet" { (badge(r.tailnet.as_str(), tailnet_label(r.tailnet))) }
+            td.service data-label="Service" {
+                span { span class={ "badge " (r.service.as_str()) } title=(service_title) { (service_label(r.service)) } }
                 @if let Some(e) = &r.error { div.error.small { (e) } }
             }
-            td.num data-label="Latency" {
+            td.num.latency data-label="Latency" {
                 @match r.latency_ms {
                     Some(ms) => (latency_text(ms)),
                     None => span.muted { "—" },
                 }
             }
-            td data-label="Since" {
-                @match &r.since {
-                    Some(at) => { (r.since_what) " " (time_at(at, now)) }
-                    None => span.muted { "—" },
-                }
-                @if let Some(until) = &r.grace_until {
-                    " · grace ends " (time_at(until, now))
+            td.since data-label="Since" {
+                span {
+                    @match &r.since {
+                        Some(at) => { (r.since_what) " " (time_at(at, now)) }
+                        None => span.muted { "—" },
+                    }
+                    @if let Some(until) = &r.grace_until {
+                        " · grace ends " (time_at(until, now))
+                    }
                 }
             }
             td.hist data-label="Last 24 h" { (bars::svg(&r.history)) }
             td.url data-label="URL" {
-                a href=(r.url) { (r.url) }
-                " " code.muted { (r.upstream) }
+                span { a href=(r.url) { (r.url) } " " code.muted { (r.upstream) } }
             }
         }
     }

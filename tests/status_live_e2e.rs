@@ -1,0 +1,444 @@
+//! The live status page end to end.
+//!
+//! - `sse_delivers_a_tailnet_change_within_a_second`: the real tart-sync
+//!   binary against real Caddy (latest) and the headscale stand-in; a client
+//!   reads `/api/events`, a TART goes offline in headscale, the event that
+//!   says so must arrive within 1 s.
+//! - `screenshots_desktop_and_phone`: a page with TARTs up, down, offline,
+//!   in grace and not probed, with history bars, served by the status server
+//!   in-process, shot by headless Chromium at 1280×900 and 390×844 into
+//!   `test-output/status-desktop.png` and `test-output/status-phone.png`.
+//! - `page_at_10000_tarts`: page weight and Chromium's render time at 10,000
+//!   TARTs (printed, and bounded by assertions).
+//!
+//! Needs `target/debug/tart-sync`, Caddy (`CADDY_BIN_LATEST`) and Chromium
+//! (`CHROMIUM_BIN`); a missing one is a SKIP except under `CI=true`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::browser::{chromium_bin, Browser};
+use e2e::sync::Rig;
+use e2e::{tart_sync_bin, tart_sync_run_command, temp_dir, Version};
+use serde_json::Value;
+use tart_sync::config::Settings;
+use tart_sync::context::{Context, LastOutcome};
+use tart_sync::desired::{Desired, Entry, NodeState};
+use tart_sync::health::{ProbeResult, ServiceState};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// An open `/api/events` stream, read event by event.
+struct Events {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Events {
+    async fn open(url: &str) -> Events {
+        let resp = reqwest::Client::new().get(url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Events {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event's data, or `None` at the end of the stream or after `limit`.
+    async fn next(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let event: String = self.buf.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if !data.is_empty() {
+                    return Some(serde_json::from_str(&data).unwrap());
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_delivers_a_tailnet_change_within_a_second() {
+    let bin = tart_sync_bin();
+    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta"]).await else {
+        return;
+    };
+    let mut nodes = rig.nodes();
+    rig.hs.set_nodes(&nodes).await;
+    let env = rig.env(&[]);
+    let status = format!("http://{}", env["TART_SYNC_STATUS_LISTEN"]);
+    let work = temp_dir("status-live");
+    let log_path = work.path().join("tart-sync.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _daemon = Proc(
+        tart_sync_run_command(&bin, &env, "info", log)
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    // Both TARTs online and routed.
+    let synced = e2e::eventually(Duration::from_secs(20), || async {
+        let text = reqwest::get(format!("{status}/api/status"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let online = v["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "online")
+            .count();
+        (online == 2 && v["caddies"][0]["last_sync"].is_string()).then_some(())
+    })
+    .await;
+    assert!(
+        synced.is_some(),
+        "tart-sync never synced; its log:\n{}",
+        log()
+    );
+    assert!(rig.wait_for("/beta/", "beta", Duration::from_secs(5)).await);
+
+    let mut events = Events::open(&format!("{status}/api/events")).await;
+    let first = events.next(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(
+        first["names"],
+        serde_json::json!(["alpha", "beta"]),
+        "{first}"
+    );
+
+    // beta goes offline in headscale (last seen 10 minutes ago: past its grace).
+    nodes[1].online = false;
+    nodes[1].last_seen = OffsetDateTime::now_utc() - time::Duration::minutes(10);
+    let changed = Instant::now();
+    rig.hs.set_nodes(&nodes).await;
+    let mut took = None;
+    while changed.elapsed() < Duration::from_secs(5) {
+        let Some(event) = events.next(Duration::from_secs(5)).await else {
+            break;
+        };
+        let beta_offline = event["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "beta" && r["tailnet"] == "offline");
+        if beta_offline {
+            took = Some(changed.elapsed());
+            assert_eq!(event["counts"]["offline"], 1, "{event}");
+            break;
+        }
+    }
+    let took = took.unwrap_or_else(|| panic!("no event said beta is offline; log:\n{}", log()));
+    eprintln!(
+        "SSE: beta offline in headscale → event at the client in {took:?} (poll interval 200 ms)"
+    );
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    // And it is what Caddy does.
+    assert_eq!(rig.get("/beta/").await.0, 503);
+}
+
+/// Settings for an in-process status server.
+fn settings() -> Settings {
+    let toml = "[headscale]\nurl = \"http://127.0.0.1:1\"\napi_key = \"hskey-api-test\"\n\
+                [caddy]\nadmin = [\"127.0.0.1:1\"]\n[routes]\ndomain = \"tart.example.org\"\n";
+    Settings::from_sources(Some(toml), &|_: &str| None, None).unwrap()
+}
+
+/// A TART's tailnet state and probe, for [`fleet`].
+struct Tart {
+    name: String,
+    tailnet: NodeState,
+    /// Offline (or in grace) since this long ago.
+    offline_for: time::Duration,
+    /// The probe: state, latency (ms), state since this long ago.
+    probe: Option<(ServiceState, f64, time::Duration)>,
+}
+
+fn tart(
+    name: &str,
+    tailnet: NodeState,
+    offline_for_min: i64,
+    probe: Option<(ServiceState, f64, i64)>,
+) -> Tart {
+    Tart {
+        name: name.into(),
+        tailnet,
+        offline_for: time::Duration::minutes(offline_for_min),
+        probe: probe.map(|(s, ms, since_min)| (s, ms, time::Duration::minutes(since_min))),
+    }
+}
+
+/// A context whose state holds `tarts` (synced, headscale reachable) with their probes.
+fn fleet(tarts: &[Tart]) -> Arc<Context> {
+    let ctx = Context::new(settings());
+    let now = OffsetDateTime::now_utc();
+    let entries = tarts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let offline_since = (t.tailnet != NodeState::Online).then_some(now - t.offline_for);
+            Entry {
+                name: t.name.clone(),
+                node_id: i as u64 + 1,
+                user: "tagged-devices".into(),
+                upstream: format!("100.64.{}.{}:80", i / 250, i % 250 + 1),
+                state: t.tailnet,
+                offline_since,
+                grace_until: (t.tailnet == NodeState::Grace)
+                    .then(|| offline_since.unwrap() + time::Duration::minutes(2)),
+            }
+        })
+        .collect();
+    {
+        let mut s = ctx.state.write().unwrap();
+        s.headscale.reachable = true;
+        s.headscale.last_success = Some(now);
+        s.headscale.nodes_seen = tarts.len();
+        s.desired = Some(Arc::new(Desired {
+            entries,
+            skipped: Vec::new(),
+        }));
+        for c in &mut s.caddies {
+            c.reachable = true;
+            c.last_sync = Some(now);
+            c.last_outcome = LastOutcome::Unchanged;
+            c.routes = tarts.len();
+            c.stream_close_delay = Some(true);
+        }
+    }
+    for t in tarts {
+        if let Some((state, ms, since)) = t.probe {
+            ctx.health.set_probe(
+                &t.name,
+                ProbeResult {
+                    state,
+                    http_status: (state == ServiceState::Up).then_some(200),
+                    latency: (state == ServiceState::Up)
+                        .then(|| Duration::from_secs_f64(ms / 1000.0)),
+                    checked: now,
+                    since: now - since,
+                    error: (state == ServiceState::Down)
+                        .then(|| "GET http://100.64.0.3:80/: connection refused".into()),
+                },
+            );
+        }
+    }
+    ctx
+}
+
+/// The status server for `ctx` on a free port, stopped on drop.
+struct Server {
+    base: String,
+    _stop: watch::Sender<bool>,
+}
+
+async fn serve(ctx: Arc<Context>) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(tart_sync::status::serve(ctx, listener, rx));
+    Server { base, _stop: stop }
+}
+
+fn showcase() -> Vec<Tart> {
+    use NodeState::{Grace, Offline, Online};
+    use ServiceState::{Down, Up};
+    vec![
+        tart("dwingeloo", Grace, 1, Some((Up, 31.0, 300))),
+        tart("hartrao", Online, 0, Some((Up, 18.4, 900))),
+        tart("karoo", Online, 0, Some((Up, 47.0, 200))),
+        tart("lofar", Offline, 4320, None),
+        tart("meerkat", Online, 0, Some((Down, 0.0, 4))),
+        tart("onsala", Offline, 130, Some((Down, 0.0, 130))),
+        tart("parkes", Online, 0, Some((Up, 231.0, 1300))),
+        tart("rhodes", Online, 0, Some((Up, 12.3, 180))),
+        tart("zadko", Online, 0, None),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshots_desktop_and_phone() {
+    let ctx = fleet(&showcase());
+    let server = serve(ctx).await;
+    let html = reqwest::get(format!("{}/", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for state in ["online", "grace", "offline"] {
+        assert!(html.contains(&format!("data-state=\"{state}\"")), "{state}");
+    }
+    for service in ["up", "down", "unknown"] {
+        assert!(
+            html.contains(&format!("data-service=\"{service}\"")),
+            "{service}"
+        );
+    }
+    let Some(bin) = chromium_bin() else { return };
+    let browser = Browser::new(bin);
+    let out = repo_root().join("test-output");
+    std::fs::create_dir_all(&out).unwrap();
+    let url = format!("{}/", server.base);
+    let (dom, _) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        let b = Browser::new(browser_bin());
+        move || b.dump_dom(&url)
+    })
+    .await
+    .unwrap();
+    // The script ran (it marks the page ready) and the rows are all there.
+    assert!(dom.contains("data-ready-ms=\""), "app.js did not run");
+    assert_eq!(dom.matches("<tr class=\"node\"").count(), 9);
+    for (file, w, h) in [
+        ("status-desktop.png", 1280, 900),
+        ("status-phone.png", 390, 844),
+    ] {
+        let png = out.join(file);
+        let url = url.clone();
+        let b = Browser::new(browser_bin());
+        tokio::task::spawn_blocking(move || b.screenshot(&url, &png, w, h))
+            .await
+            .unwrap();
+        eprintln!("screenshot: test-output/{file}");
+    }
+    drop(browser);
+}
+
+fn browser_bin() -> PathBuf {
+    chromium_bin().unwrap()
+}
+
+/// 10,000 TARTs: 85 % up, 5 % down, 5 % offline, 3 % in grace, 2 % not probed.
+fn big_fleet() -> Vec<Tart> {
+    use NodeState::{Grace, Offline, Online};
+    use ServiceState::{Down, Up};
+    (0..10_000)
+        .map(|i| {
+            let name = format!("tart-{i:05}");
+            match i % 100 {
+                0..85 => tart(&name, Online, 0, Some((Up, 20.0 + f64::from(i % 50), 60))),
+                85..90 => tart(&name, Online, 0, Some((Down, 0.0, 5))),
+                90..95 => tart(&name, Offline, 300, None),
+                95..98 => tart(&name, Grace, 1, Some((Up, 25.0, 60))),
+                _ => tart(&name, Online, 0, None),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_at_10000_tarts() {
+    let ctx = fleet(&big_fleet());
+    let server = serve(ctx).await;
+    let http = reqwest::Client::new();
+    let mut report = String::new();
+    for path in ["/", "/?page=20", "/?state=down"] {
+        let started = Instant::now();
+        let body = http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert!(body.len() < 1_000_000, "{path}: {} bytes", body.len());
+        report.push_str(&format!("GET {path}: {} bytes in {took:?}\n", body.len()));
+    }
+    let css = http
+        .get(format!("{}/static/page.css", server.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let js = http
+        .get(format!("{}/static/app.js", server.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    report.push_str(&format!(
+        "page.css {} bytes, app.js {} bytes\n",
+        css.len(),
+        js.len()
+    ));
+    // A full first event (a client whose page is out of date).
+    let mut events = Events::open(&format!("{}/api/events", server.base)).await;
+    let started = Instant::now();
+    let first = events.next(Duration::from_secs(5)).await.unwrap();
+    report.push_str(&format!(
+        "first event (every row of page 1): {} bytes in {:?}\n",
+        first.to_string().len(),
+        started.elapsed()
+    ));
+    drop(events);
+    if let Some(bin) = chromium_bin() {
+        let url = format!("{}/", server.base);
+        let mut ready = Vec::new();
+        for _ in 0..3 {
+            let (dom, took) = tokio::task::spawn_blocking({
+                let url = url.clone();
+                let b = Browser::new(bin.clone());
+                move || b.dump_dom(&url)
+            })
+            .await
+            .unwrap();
+            assert_eq!(dom.matches("<tr class=\"node\"").count(), 500);
+            let ms: u64 = dom
+                .split("data-ready-ms=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .and_then(|s| s.parse().ok())
+                .expect("app.js marks the page ready");
+            ready.push(ms);
+            report.push_str(&format!(
+                "Chromium: page laid out {ms} ms after navigation; whole --dump-dom run {took:?}\n"
+            ));
+        }
+        ready.sort_unstable();
+        assert!(ready[1] < 5_000, "median {} ms", ready[1]);
+    }
+    eprintln!("{report}");
+    let out = repo_root().join("test-output");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("status-10k.txt"), report).unwrap();
+}
