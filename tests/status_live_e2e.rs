@@ -27,7 +27,7 @@ use serde_json::Value;
 use tart_sync::config::Settings;
 use tart_sync::context::{Context, LastOutcome};
 use tart_sync::desired::{Desired, Entry, NodeState};
-use tart_sync::health::{ProbeResult, ServiceState};
+use tart_sync::health::{Change, ChangeKind, ProbeResult, ServiceState};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -185,7 +185,15 @@ struct Tart {
     offline_for: time::Duration,
     /// The probe: state, latency (ms), state since this long ago.
     probe: Option<(ServiceState, f64, time::Duration)>,
+    /// Its history: (hours ago, change), oldest first.
+    history: Vec<(f64, ChangeKind)>,
 }
+
+const ON: ChangeKind = ChangeKind::Tailnet(NodeState::Online);
+const GRACE: ChangeKind = ChangeKind::Tailnet(NodeState::Grace);
+const OFF: ChangeKind = ChangeKind::Tailnet(NodeState::Offline);
+const UP: ChangeKind = ChangeKind::Service(ServiceState::Up);
+const DOWN: ChangeKind = ChangeKind::Service(ServiceState::Down);
 
 fn tart(
     name: &str,
@@ -198,6 +206,14 @@ fn tart(
         tailnet,
         offline_for: time::Duration::minutes(offline_for_min),
         probe: probe.map(|(s, ms, since_min)| (s, ms, time::Duration::minutes(since_min))),
+        history: Vec::new(),
+    }
+}
+
+impl Tart {
+    fn with(mut self, history: &[(f64, ChangeKind)]) -> Tart {
+        self.history = history.to_vec();
+        self
     }
 }
 
@@ -240,6 +256,13 @@ fn fleet(tarts: &[Tart]) -> Arc<Context> {
         }
     }
     for t in tarts {
+        for (hours_ago, kind) in &t.history {
+            ctx.health.record(Change {
+                at: now - time::Duration::seconds_f64(hours_ago * 3600.0),
+                name: t.name.clone(),
+                kind: *kind,
+            });
+        }
         if let Some((state, ms, since)) = t.probe {
             ctx.health.set_probe(
                 &t.name,
@@ -277,15 +300,49 @@ fn showcase() -> Vec<Tart> {
     use NodeState::{Grace, Offline, Online};
     use ServiceState::{Down, Up};
     vec![
-        tart("dwingeloo", Grace, 1, Some((Up, 31.0, 300))),
-        tart("hartrao", Online, 0, Some((Up, 18.4, 900))),
-        tart("karoo", Online, 0, Some((Up, 47.0, 200))),
-        tart("lofar", Offline, 4320, None),
-        tart("meerkat", Online, 0, Some((Down, 0.0, 4))),
-        tart("onsala", Offline, 130, Some((Down, 0.0, 130))),
-        tart("parkes", Online, 0, Some((Up, 231.0, 1300))),
-        tart("rhodes", Online, 0, Some((Up, 12.3, 180))),
-        tart("zadko", Online, 0, None),
+        tart("dwingeloo", Grace, 1, Some((Up, 31.0, 1800))).with(&[
+            (30.0, ON),
+            (30.0, UP),
+            (1.0 / 60.0, GRACE),
+        ]),
+        tart("hartrao", Online, 0, Some((Up, 18.4, 510))).with(&[
+            (30.0, ON),
+            (30.0, UP),
+            (9.0, DOWN),
+            (8.5, UP),
+        ]),
+        tart("karoo", Online, 0, Some((Up, 47.0, 660))).with(&[
+            (30.0, ON),
+            (30.0, UP),
+            (14.0, GRACE),
+            (13.97, OFF),
+            (11.0, ON),
+        ]),
+        tart("lofar", Offline, 4320, None).with(&[(72.0, OFF)]),
+        tart("meerkat", Online, 0, Some((Down, 0.0, 4))).with(&[
+            (30.0, ON),
+            (30.0, UP),
+            (18.0, DOWN),
+            (17.6, UP),
+            (4.0 / 60.0, DOWN),
+        ]),
+        tart("onsala", Offline, 130, Some((Down, 0.0, 130))).with(&[
+            (30.0, ON),
+            (30.0, UP),
+            (2.2, GRACE),
+            (2.17, OFF),
+            (2.17, DOWN),
+        ]),
+        tart("parkes", Online, 0, Some((Up, 231.0, 1800))).with(&[(30.0, ON), (30.0, UP)]),
+        tart("rhodes", Online, 0, Some((Up, 12.3, 177))).with(&[
+            (30.0, ON),
+            (30.0, UP),
+            (6.0, DOWN),
+            (5.5, UP),
+            (3.0, DOWN),
+            (2.95, UP),
+        ]),
+        tart("zadko", Online, 0, None).with(&[(5.0, ON)]),
     ]
 }
 
@@ -349,13 +406,31 @@ fn big_fleet() -> Vec<Tart> {
     (0..10_000)
         .map(|i| {
             let name = format!("tart-{i:05}");
-            match i % 100 {
-                0..85 => tart(&name, Online, 0, Some((Up, 20.0 + f64::from(i % 50), 60))),
-                85..90 => tart(&name, Online, 0, Some((Down, 0.0, 5))),
-                90..95 => tart(&name, Offline, 300, None),
-                95..98 => tart(&name, Grace, 1, Some((Up, 25.0, 60))),
-                _ => tart(&name, Online, 0, None),
-            }
+            // A day of history each, a blip for one in ten.
+            let blip = if i % 10 == 0 {
+                vec![(12.0, DOWN), (11.5, UP)]
+            } else {
+                vec![]
+            };
+            let t = match i % 100 {
+                0..85 => tart(&name, Online, 0, Some((Up, 20.0 + f64::from(i % 50), 60)))
+                    .with(&[&[(30.0, ON), (30.0, UP)], &blip[..], &[(1.0, UP)]].concat()),
+                85..90 => tart(&name, Online, 0, Some((Down, 0.0, 5)))
+                    .with(&[&[(30.0, ON), (30.0, UP)], &blip[..], &[(5.0 / 60.0, DOWN)]].concat()),
+                90..95 => tart(&name, Offline, 300, None).with(&[
+                    (30.0, ON),
+                    (30.0, UP),
+                    (5.1, GRACE),
+                    (5.0, OFF),
+                ]),
+                95..98 => tart(&name, Grace, 1, Some((Up, 25.0, 1800))).with(&[
+                    (30.0, ON),
+                    (30.0, UP),
+                    (1.0 / 60.0, GRACE),
+                ]),
+                _ => tart(&name, Online, 0, None).with(&[(20.0, ON)]),
+            };
+            t
         })
         .collect()
 }

@@ -10,7 +10,8 @@
 //! 2. change cost ([`change_cost`]): one route change, and Caddy writes for a
 //!    burst of 100 changes;
 //! 3. steady state ([`steady_state`], [`mem_probe`]): the real daemon's CPU per
-//!    idle cycle, peak RSS, writes;
+//!    idle cycle, peak RSS, writes; the reachability probes' CPU per minute
+//!    ([`probe_cost`]);
 //! 4. convergence ([`convergence`]): node online in headscale → its URL
 //!    answers 200 through Caddy.
 //!
@@ -27,6 +28,7 @@ mod load;
 mod mem_probe;
 mod naive;
 mod names;
+mod probe_cost;
 mod report;
 mod routing;
 mod setup;
@@ -272,6 +274,7 @@ async fn run(opts: Options, spans: &SpanTimes) -> Res<Report> {
     }
     if part(3) {
         steady_state::run(&opts, spans, &mut report).await?;
+        probe_cost::run(&opts, &mut report).await?;
     }
     if part(4) {
         convergence::run(&opts, &mut report).await?;

@@ -114,6 +114,9 @@ pub fn tart_env(
         ("TART_SYNC_ROUTES_DOMAIN", DOMAIN.to_string()),
         ("TART_SYNC_ROUTES_UPSTREAM_PORT", upstream_port.to_string()),
         ("TART_SYNC_STATUS_LISTEN", status),
+        // Probes are measured on their own (probe_cost.rs); off elsewhere,
+        // so the other parts measure what they measured before probes.
+        ("TART_SYNC_PROBE_ENABLED", "false".to_string()),
     ];
     base.iter()
         .chain(extra)

@@ -352,6 +352,12 @@ pub async fn run(
                         None => true,
                     };
                     if changed {
+                        // Tailnet state changes into the history (#12).
+                        crate::history::record_tailnet(
+                            &ctx.health,
+                            &desired,
+                            OffsetDateTime::now_utc(),
+                        );
                         tx.send_replace(Some(Arc::new(Published::new(desired))));
                     }
                 }

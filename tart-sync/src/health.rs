@@ -14,9 +14,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::desired::NodeState;
+use crate::history::{Log, StoreStatus};
+
+/// How many recorded changes wait for a slow reader of
+/// [`Health::subscribe`] (the store writer, the notifier) before the oldest
+/// are dropped for it: readers never hold up the prober or the loop.
+pub const RECORDED_QUEUE: usize = 4096;
 
 /// Whether a TART's own web service answers, as the probes see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
@@ -100,11 +106,28 @@ pub struct Segment {
     pub service: ServiceState,
 }
 
+/// A [`Change`] as [`Health::record`] kept it, with the state of the same
+/// kind it replaced (`None`: the first one known for this TART, e.g. the
+/// first probe after a start without history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The change.
+    pub change: Change,
+    /// The state it replaced.
+    pub previous: Option<ChangeKind>,
+}
+
 /// The health of every TART, shared by the prober and its readers.
 #[derive(Debug)]
 pub struct Health {
     probes: RwLock<HashMap<String, ProbeResult>>,
     generation: watch::Sender<u64>,
+    /// The in-memory history (bounded), read by [`Health::segments`].
+    log: RwLock<Log>,
+    /// Every recorded change, for the store writer and the notifier.
+    recorded: broadcast::Sender<Recorded>,
+    /// How the history store is doing.
+    store: RwLock<StoreStatus>,
 }
 
 impl Default for Health {
@@ -112,6 +135,9 @@ impl Default for Health {
         Health {
             probes: RwLock::new(HashMap::new()),
             generation: watch::channel(0).0,
+            log: RwLock::new(Log::default()),
+            recorded: broadcast::channel(RECORDED_QUEUE).0,
+            store: RwLock::new(StoreStatus::default()),
         }
     }
 }
@@ -135,8 +161,16 @@ impl Health {
     pub fn set_probe(&self, name: &str, result: ProbeResult) {
         let mut probes = self.probes.write().unwrap_or_else(|p| p.into_inner());
         let changed = probes.get(name).map(|p| p.state) != Some(result.state);
+        let change = (changed && result.state != ServiceState::Unknown).then(|| Change {
+            at: result.since,
+            name: name.to_string(),
+            kind: ChangeKind::Service(result.state),
+        });
         probes.insert(name.to_string(), result);
         drop(probes);
+        if let Some(change) = change {
+            self.record_quietly(change);
+        }
         if changed {
             self.bump();
         }
@@ -151,16 +185,102 @@ impl Health {
     }
 
     /// The history of `name` between `from` and `to`, oldest first, as
-    /// stretches of one state each (for the 24-hour bars).
+    /// stretches of one state each (for the 24-hour bars); adjacent
+    /// stretches always differ. Empty when nothing is known about `name`
+    /// (or `to` is not after `from`). Time before the first known state
+    /// is one segment with `tailnet: None` and `service: Unknown`.
     ///
-    /// Interface only so far: the history store (`history` module) fills it.
-    pub fn segments(
-        &self,
-        _name: &str,
-        _from: OffsetDateTime,
-        _to: OffsetDateTime,
-    ) -> Vec<Segment> {
-        Vec::new()
+    /// Filled from the in-memory history, which the history store loads at
+    /// start (so the bars survive a restart).
+    pub fn segments(&self, name: &str, from: OffsetDateTime, to: OffsetDateTime) -> Vec<Segment> {
+        self.log
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .segments(name, from, to)
+    }
+
+    /// Records a state change of one TART: kept in the in-memory history,
+    /// sent to [`Health::subscribe`]rs (store, notifier) and
+    /// [`Health::bump`]ed. A change to the state the TART already has (of
+    /// that kind) is ignored; returns whether it was recorded.
+    pub fn record(&self, change: Change) -> bool {
+        let recorded = self.record_quietly(change);
+        if recorded {
+            self.bump();
+        }
+        recorded
+    }
+
+    /// [`Health::record`] for several changes, with one bump at the end (if
+    /// any was recorded). Returns how many were recorded.
+    pub fn record_many(&self, changes: impl IntoIterator<Item = Change>) -> usize {
+        let recorded = changes
+            .into_iter()
+            .map(|c| self.record_quietly(c))
+            .filter(|recorded| *recorded)
+            .count();
+        if recorded > 0 {
+            self.bump();
+        }
+        recorded
+    }
+
+    /// [`Health::record`] without the bump.
+    fn record_quietly(&self, change: Change) -> bool {
+        let previous = self
+            .log
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(&change);
+        match previous {
+            Some(previous) => {
+                // No receiver (no store, no notifier) is fine.
+                let _ = self.recorded.send(Recorded { change, previous });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Loads changes from the history store (at start): into the in-memory
+    /// history only, not to subscribers.
+    pub fn restore(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut log = self.log.write().unwrap_or_else(|p| p.into_inner());
+        for change in changes {
+            log.append(&change);
+        }
+        drop(log);
+        self.bump();
+    }
+
+    /// How the history store is doing.
+    pub fn store_status(&self) -> StoreStatus {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets how the history store is doing (the history task's job).
+    pub fn set_store_status(&self, status: StoreStatus) {
+        *self.store.write().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    /// Every change recorded from now on (bounded: a reader that falls
+    /// [`RECORDED_QUEUE`] changes behind loses the oldest and is told so).
+    pub fn subscribe(&self) -> broadcast::Receiver<Recorded> {
+        self.recorded.subscribe()
+    }
+
+    /// Forgets history older than `cutoff`, keeping each TART's state at
+    /// `cutoff`.
+    pub fn prune(&self, cutoff: OffsetDateTime) {
+        self.log
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .prune(cutoff);
+    }
+
+    /// Reads the in-memory history.
+    pub fn read_log<T>(&self, f: impl FnOnce(&Log) -> T) -> T {
+        f(&self.log.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Tells live views that something changed.
@@ -171,5 +291,76 @@ impl Health {
     /// A receiver that sees every later [`Health::bump`].
     pub fn generation(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use time::macros::datetime;
+    use time::Duration;
+
+    use super::*;
+
+    fn probe(state: ServiceState, at: OffsetDateTime) -> ProbeResult {
+        ProbeResult {
+            state,
+            http_status: None,
+            latency: None,
+            checked: at,
+            since: at,
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn probes_and_tailnet_changes_make_the_bars_and_reach_subscribers() {
+        let health = Health::default();
+        let mut generation = health.generation();
+        let mut recorded = health.subscribe();
+        let t0 = datetime!(2026-07-10 08:00 UTC);
+        let m = Duration::minutes;
+        assert!(health.record(Change {
+            at: t0,
+            name: "rhodes".into(),
+            kind: ChangeKind::Tailnet(NodeState::Online),
+        }));
+        health.set_probe("rhodes", probe(ServiceState::Up, t0 + m(1)));
+        // The same state again: no change, no bump.
+        health.set_probe("rhodes", probe(ServiceState::Up, t0 + m(2)));
+        health.set_probe("rhodes", probe(ServiceState::Down, t0 + m(3)));
+        assert!(generation.has_changed().unwrap());
+        let segs = health.segments("rhodes", t0, t0 + m(5));
+        let states: Vec<_> = segs.iter().map(|s| (s.from, s.service)).collect();
+        assert_eq!(
+            states,
+            [
+                (t0, ServiceState::Unknown),
+                (t0 + m(1), ServiceState::Up),
+                (t0 + m(3), ServiceState::Down)
+            ]
+        );
+        assert!(segs.iter().all(|s| s.tailnet == Some(NodeState::Online)));
+        let mut got = Vec::new();
+        while let Ok(r) = recorded.try_recv() {
+            got.push((r.change.kind, r.previous));
+        }
+        let up = ChangeKind::Service(ServiceState::Up);
+        assert_eq!(
+            got,
+            [
+                (ChangeKind::Tailnet(NodeState::Online), None),
+                (up, None),
+                (ChangeKind::Service(ServiceState::Down), Some(up)),
+            ]
+        );
+        // Restored history goes to the bars, not to subscribers.
+        health.restore([Change {
+            at: t0,
+            name: "karoo".into(),
+            kind: ChangeKind::Tailnet(NodeState::Offline),
+        }]);
+        assert_eq!(health.segments("karoo", t0, t0 + m(1)).len(), 1);
+        assert!(recorded.try_recv().is_err());
     }
 }

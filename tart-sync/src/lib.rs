@@ -14,6 +14,10 @@
 //! - [`context`]: the [`context::Context`] shared by the loop and the status
 //!   server; readiness.
 //! - [`health`]: each TART's probe results and state-change history.
+//! - [`history`]: the state-change history in memory and in its store.
+//! - [`probe`]: reachability probes of each routed TART's web service.
+//! - [`notify`]: webhooks on TART state changes.
+//! - [`sidecar`]: the history, probe and webhook tasks beside the loop.
 //! - [`metrics`]: the Prometheus metrics (prometheus-client), held by the context.
 //! - [`status`]: the status server: page, JSON, metrics and health endpoints.
 
@@ -25,8 +29,12 @@ pub mod desired;
 pub mod guard;
 pub mod headscale;
 pub mod health;
+pub mod history;
 pub mod layout;
 pub mod metrics;
+pub mod notify;
+pub mod probe;
 pub mod reconcile;
 pub mod reserved;
+pub mod sidecar;
 pub mod status;

@@ -164,8 +164,10 @@ async fn run(ctx: Arc<Context>, hs: HeadscaleClient) -> ExitCode {
         let _ = tx.send(true);
     });
     let status = tokio::spawn(tart_sync::status::serve(ctx.clone(), listener, rx.clone()));
+    let sidecar = tart_sync::sidecar::start(&ctx, &rx).await;
     let result = controller::run(ctx, hs, rx).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), status).await;
+    sidecar.finish(Duration::from_secs(5)).await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -14,6 +14,7 @@
 //! `snapshots/tart_sync__metrics__tests__exposition_for_a_fixed_state.snap`
 //! pins the whole text.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -55,7 +56,18 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     poll_duration: Histogram,
     poll_last: Gauge<f64, AtomicU64>,
+    /// `tart_sync_tart_up{name}`: the probes' view, one entry per probed
+    /// TART (sorted: the exposition's order is stable).
+    tart_up: Arc<RwLock<BTreeMap<String, bool>>>,
+    /// `tart_sync_tart_probe_duration_seconds`: every probe, answered or not.
+    probe_duration: Histogram,
 }
+
+/// Upper bounds (seconds) of the probe duration buckets: a probe through
+/// the tailnet takes milliseconds to a second, a timeout 5 s by default.
+const PROBE_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl Metrics {
     /// Registers every metric; the state gauges are read from `state` at
@@ -69,6 +81,8 @@ impl Metrics {
             errors: Family::default(),
             poll_duration: Histogram::new(DURATION_BUCKETS),
             poll_last: Gauge::default(),
+            tart_up: Arc::default(),
+            probe_duration: Histogram::new(PROBE_BUCKETS),
         };
         let r = &mut m.registry;
         let help = "Reconcile cycles run, summed over every Caddy";
@@ -89,8 +103,29 @@ impl Metrics {
         let help = "Duration of the last headscale poll";
         let last = m.poll_last.clone();
         r.register_with_unit("headscale_poll_last_duration", help, Unit::Seconds, last);
-        r.register_collector(Box::new(StateGauges(state)));
+        r.register_collector(Box::new(StateGauges(state.clone())));
+        let help = "Time each probe of a TART's web service took, answered or not";
+        let probes = m.probe_duration.clone();
+        r.register_with_unit("tart_probe_duration", help, Unit::Seconds, probes);
+        r.register_collector(Box::new(TartGauges(state, m.tart_up.clone())));
         m
+    }
+
+    /// A probe of `name` found it `up` (or not) in `secs`.
+    pub fn probe_done(&self, name: &str, up: bool, secs: f64) {
+        self.probe_duration.observe(secs);
+        let mut tarts = self.tart_up.write().unwrap_or_else(|p| p.into_inner());
+        match tarts.get_mut(name) {
+            Some(value) => *value = up,
+            None => {
+                tarts.insert(name.to_owned(), up);
+            }
+        }
+    }
+
+    /// `name` is no longer probed: its `tart_up` series goes.
+    pub fn forget_tart(&self, name: &str) {
+        (self.tart_up.write().unwrap_or_else(|p| p.into_inner())).remove(name);
     }
 
     /// A headscale poll took `secs` (whether it succeeded or not).
@@ -194,6 +229,30 @@ impl Collector for StateGauges {
     }
 }
 
+/// `tart_sync_tart_online{name}`, read from the shared state at scrape
+/// time, and `tart_sync_tart_up{name}`, from the probes' results.
+#[derive(Debug)]
+struct TartGauges(Arc<RwLock<SyncState>>, Arc<RwLock<BTreeMap<String, bool>>>);
+
+impl Collector for TartGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let tarts = self.1.read().unwrap_or_else(|p| p.into_inner());
+        let help = "1 when the last probe of this TART's web service got an HTTP answer, 0 when it failed; no series before the first probe or while it is not probed.";
+        let up = tarts
+            .iter()
+            .map(|(name, up)| (name.as_str(), i64::from(*up)));
+        gauges(&mut encoder, ("tart_up", help, None), "name", up)?;
+        drop(tarts);
+        let state = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let routed = state.desired.as_ref().map_or(&[][..], |d| &d.entries[..]);
+        let help = "1 when headscale shows this TART online, 0 when it is offline (in grace or past it); one series per TART with a URL.";
+        let online = routed
+            .iter()
+            .map(|e| (e.name.as_str(), i64::from(e.state == NodeState::Online)));
+        gauges(&mut encoder, ("tart_online", help, None), "name", online)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -229,6 +288,9 @@ mod tests {
         for _ in 0..3 {
             ctx.metrics.error("caddy_unreachable");
         }
+        // Probes: rhodes answers, karoo (in grace) does not.
+        ctx.metrics.probe_done("rhodes", true, 0.02);
+        ctx.metrics.probe_done("karoo", false, 5.0);
         ctx
     }
 
@@ -259,6 +321,28 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn per_tart_series_follow_probes_and_the_tailnet() {
+        let ctx = fixed();
+        let text = ctx.metrics.encode().unwrap();
+        for line in [
+            "tart_sync_tart_up{name=\"rhodes\"} 1",
+            "tart_sync_tart_up{name=\"karoo\"} 0",
+            "tart_sync_tart_online{name=\"rhodes\"} 1",
+            "tart_sync_tart_online{name=\"karoo\"} 0",
+            "tart_sync_tart_online{name=\"meerkat\"} 0",
+            "tart_sync_tart_probe_duration_seconds_count 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        ctx.metrics.forget_tart("karoo");
+        let text = ctx.metrics.encode().unwrap();
+        assert!(
+            !text.contains("tart_sync_tart_up{name=\"karoo\"}"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod browser;
 pub mod fault;
 pub mod headscale;
+pub mod observe;
 pub mod procfs;
 pub mod raw;
 pub mod standin;

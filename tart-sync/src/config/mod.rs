@@ -33,6 +33,9 @@
 //! hold [`ConfigError`] and [`ApiKey`].
 
 mod error;
+mod history;
+mod notify;
+mod probe;
 mod secret;
 mod source;
 mod tls;
@@ -47,6 +50,9 @@ use serde::Deserialize;
 use url::Url;
 
 pub use error::ConfigError;
+pub use history::HistorySettings;
+pub use notify::{NotifySettings, WebhookUrl};
+pub use probe::ProbeSettings;
 pub use secret::{ApiKey, SecretFile};
 pub use tls::{CaFile, ClientIdentity};
 
@@ -108,6 +114,12 @@ pub struct Settings {
     pub routes: RouteSettings,
     /// `[status]`: tart-sync's own status endpoint.
     pub status: StatusSettings,
+    /// `[probe]`: reachability probes of each TART's web service.
+    pub probe: ProbeSettings,
+    /// `[history]`: the state-change history and its store.
+    pub history: HistorySettings,
+    /// `[notify]`: webhooks on TART state changes.
+    pub notify: NotifySettings,
 }
 
 impl Settings {
@@ -351,6 +363,9 @@ struct Input {
     caddy: CaddyInput,
     routes: RoutesInput,
     status: StatusInput,
+    probe: probe::ProbeInput,
+    history: history::HistoryInput,
+    notify: notify::NotifyInput,
 }
 
 #[derive(Default, Deserialize)]

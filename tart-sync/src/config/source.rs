@@ -324,13 +324,25 @@ impl<'de> de::Deserializer<'de> for Node<'_> {
         }
     }
 
+    /// A boolean, also from `true` or `false` (any case) in the environment.
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FieldError> {
+        match self {
+            Node::Env(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => visitor.visit_bool(true),
+                "false" => visitor.visit_bool(false),
+                _ => Err(de::Error::invalid_value(Unexpected::Str(&text), &visitor)),
+            },
+            other => other.deserialize_any(visitor),
+        }
+    }
+
     integers! {
         deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
         deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
     }
 
     serde::forward_to_deserialize_any! {
-        bool i128 u128 f32 f64 char str string bytes byte_buf unit unit_struct
+        i128 u128 f32 f64 char str string bytes byte_buf unit unit_struct
         newtype_struct tuple tuple_struct map identifier ignored_any
     }
 }

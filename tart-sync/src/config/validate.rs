@@ -35,6 +35,9 @@ pub(super) fn settings(input: Input, src: &Sources<'_>) -> Result<Settings, Conf
         caddy: caddy(input.caddy, src)?,
         routes: routes(input.routes, src)?,
         status: status(input.status, src)?,
+        probe: super::probe::validate(input.probe, src)?,
+        history: super::history::validate(input.history, src)?,
+        notify: super::notify::validate(input.notify, src)?,
     })
 }
 
@@ -211,7 +214,7 @@ fn api_key(
 
 /// A path as written for `setting`: relative to the config file's
 /// directory when written in the file, else as given.
-fn resolve(src: &Sources<'_>, setting: &str, path: PathBuf) -> PathBuf {
+pub(super) fn resolve(src: &Sources<'_>, setting: &str, path: PathBuf) -> PathBuf {
     match (src.origin(setting), src.path.and_then(Path::parent)) {
         (Some(Origin::File(_)), Some(dir)) if path.is_relative() => dir.join(path),
         _ => path,

@@ -43,11 +43,31 @@
 //!     "state": "online",
 //!     "offline_since": null,
 //!     "grace_until": null,
-//!     "upstream_health": {"num_requests": 0, "fails": 0}
+//!     "upstream_health": {"num_requests": 0, "fails": 0},
+//!     "probe": {
+//!       "state": "up",
+//!       "http_status": 200,
+//!       "latency": "12ms 480us",
+//!       "checked": "2026-07-10T08:15:03Z",
+//!       "since": "2026-07-10T08:02:33Z",
+//!       "error": null
+//!     },
+//!     "history": {
+//!       "changes": 2,
+//!       "up_ratio": 0.98,
+//!       "online_ratio": 1.0,
+//!       "last_change": "2026-07-10T08:02:33Z"
+//!     }
 //!   }],
 //!   "skipped_total": 1,
 //!   "skipped": [{"node_id": 14, "name": "ops-laptop", "reason": "expired"}],
-//!   "tart_upstream": {"num_requests": 0, "fails": 0}
+//!   "tart_upstream": {"num_requests": 0, "fails": 0},
+//!   "history": {
+//!     "store": {"state": "ok", "path": "/var/lib/tart-sync/history.redb", "moved_aside": null},
+//!     "retention": "7days",
+//!     "tarts": 1,
+//!     "changes": 3
+//!   }
 //! }
 //! ```
 //!
@@ -82,6 +102,26 @@
 //!   the first [`MAX_LIMIT`] of them (not paged), `skipped_total` counts them
 //!   all. `nodes` and `skipped` are empty until headscale was polled
 //!   successfully.
+//! - `nodes[].probe`: the last reachability probe of the TART's web service
+//!   (`GET <probe.path>` on `upstream`), `null` when it was not probed (probes
+//!   off, not yet, or offline past its grace: those are not probed).
+//!   `state`: `up` (an HTTP answer, whatever its status, which is
+//!   `http_status`) or `down` (no connection, timeout, no HTTP answer:
+//!   `error` says which, in one line). `latency`: time to the answer's
+//!   headers (humantime, e.g. `12ms 480us`; `null` when down). `checked`:
+//!   when it ran; `since`: when `state` last changed. Probes never change
+//!   routing: a TART that is `online` but `down` keeps its route.
+//! - `nodes[].history`: the last 24 hours of the TART's history: `changes`
+//!   (tailnet and service state changes), `up_ratio` (share of the probed
+//!   time its service was up, `null` if never probed), `online_ratio` (share
+//!   of the time headscale showed it online or in grace, `null` if unknown),
+//!   `last_change` (`null`: none in the window). `null` when nothing is known.
+//! - `history`: the history store: `store.state` is `memory` (no
+//!   `history.path`: kept in memory only, lost at restart), `ok` (with its
+//!   `path`, and `moved_aside`: where a damaged file found at start was moved,
+//!   or `null`), or `failed` (with `path` and the last `error`; history is
+//!   then kept in memory only, syncing goes on). `retention` is
+//!   `history.retention`; `tarts` and `changes` count the in-memory history.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,6 +134,8 @@ use time::OffsetDateTime;
 use crate::config::CaddySettings;
 use crate::context::{CaddyStatus, Context, HeadscaleStatus, SyncState};
 use crate::desired::{NodeState, Skipped};
+use crate::health::ProbeResult;
+use crate::history::{StoreStatus, Summary};
 use crate::layout::Ids;
 
 /// How long the page waits for one Caddy's `/reverse_proxy/upstreams`.
@@ -127,7 +169,26 @@ pub(super) struct Report {
     /// [`crate::health::Health::generation`] read before the state was: a
     /// live view whose client saw this report needs no change older than it.
     pub(super) generation: u64,
+    /// The history store and the in-memory history.
+    pub(super) history: HistoryReport,
 }
+
+/// `/api/status`'s `history`: the store and the in-memory history.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct HistoryReport {
+    /// How the store is doing.
+    pub(super) store: StoreStatus,
+    /// `history.retention`.
+    #[serde(with = "humantime_serde")]
+    pub(super) retention: Duration,
+    /// TARTs with a history in memory.
+    pub(super) tarts: usize,
+    /// Changes kept in memory.
+    pub(super) changes: usize,
+}
+
+/// The window of `nodes[].history`.
+pub const HISTORY_WINDOW: Duration = Duration::from_secs(86_400);
 
 /// `/api/status`'s document: a page of a [`Report`] (module documentation).
 #[derive(Debug, Serialize)]
@@ -146,6 +207,7 @@ pub(super) struct ApiStatus<'a> {
     skipped_total: usize,
     skipped: &'a [Skipped],
     tart_upstream: Option<UpstreamHealth>,
+    history: &'a HistoryReport,
 }
 
 impl Report {
@@ -174,6 +236,7 @@ impl Report {
                 .get(..self.skipped.len().min(MAX_LIMIT))
                 .unwrap_or_default(),
             tart_upstream: self.tart_upstream,
+            history: &self.history,
         }
     }
 }
@@ -227,6 +290,10 @@ pub(super) struct NodeReport {
     #[serde(with = "time::serde::rfc3339::option")]
     pub(super) grace_until: Option<OffsetDateTime>,
     pub(super) upstream_health: Option<UpstreamHealth>,
+    /// The last probe of its web service (`null`: not probed).
+    pub(super) probe: Option<ProbeResult>,
+    /// Its history over the last [`HISTORY_WINDOW`] (`null`: none known).
+    pub(super) history: Option<Summary>,
 }
 
 /// Caddy's view of one upstream, summed over the Caddy instances that list it.
@@ -311,10 +378,26 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
     let polled = state.desired.is_some();
     let desired = state.desired.unwrap_or_default();
     let health_of = |address: &str| health.as_ref().and_then(|h| h.get(address).copied());
+    let now = OffsetDateTime::now_utc();
+    let window_start = now - HISTORY_WINDOW;
+    let (probes, summaries): (Vec<_>, Vec<_>) = ctx.health.read_probes(|probes| {
+        ctx.health.read_log(|log| {
+            (desired.entries.iter())
+                .map(|e| {
+                    let summary = log.summary(&e.name, window_start, now);
+                    (probes.get(&e.name).cloned(), summary)
+                })
+                .unzip()
+        })
+    });
+    let log = ctx.health.read_log(|log| (log.len(), log.changes()));
     let nodes = desired
         .entries
         .iter()
-        .map(|e| NodeReport {
+        .zip(probes.into_iter().zip(summaries))
+        .map(|(e, (probe, history))| NodeReport {
+            probe,
+            history,
             url: crate::layout::node_url(routes, &e.name),
             upstream_health: health_of(&e.upstream),
             name: e.name.clone(),
@@ -339,6 +422,12 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
         polled,
         health_known: health.is_some(),
         generation: 0,
+        history: HistoryReport {
+            store: ctx.health.store_status(),
+            retention: ctx.settings.history.retention,
+            tarts: log.0,
+            changes: log.1,
+        },
     }
 }
 
@@ -370,6 +459,17 @@ mod tests {
                 },
             ),
         ]));
+        ctx.health.set_probe(
+            "rhodes",
+            ProbeResult {
+                state: crate::health::ServiceState::Up,
+                http_status: Some(200),
+                latency: Some(Duration::from_micros(12_480)),
+                checked: now - time::Duration::seconds(3),
+                since: now - time::Duration::minutes(13),
+                error: None,
+            },
+        );
         let mut report = build(&ctx, fleet_state(&ctx, now), &health);
         assert_eq!(report.version, env!("CARGO_PKG_VERSION"));
         report.version = "0.0.0-test";

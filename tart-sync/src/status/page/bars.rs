@@ -4,7 +4,9 @@
 //! JSON and `app.js` draws them the same way.
 //!
 //! The bar is [`WIDTH`] units wide, one unit per minute of the window.
-//! A change shorter than a minute still gets one unit, so a blip shows. A
+//! A stretch shorter than [`MIN_WIDTH`] units is widened to that (taking
+//! from its neighbours), so a blip, or a state that began a minute ago,
+//! shows at any size the bar is drawn at. A
 //! TART that changed state more often than [`MAX_BLOCKS`] times in the window
 //! is drawn in [`MAX_BLOCKS`] equal bins, each in the worst state it held, so
 //! a bar's size stays bounded whatever the history.
@@ -20,6 +22,8 @@ use crate::health::{Segment, ServiceState};
 pub const WIDTH: u32 = 1440;
 /// Most blocks in one bar.
 pub const MAX_BLOCKS: usize = 120;
+/// Narrowest block, in units (about 1.5 px on a 10 rem bar).
+pub const MIN_WIDTH: u32 = 15;
 
 /// What a stretch of the bar shows, from worst to best (the order decides
 /// which state a bin shows when it held several).
@@ -111,6 +115,10 @@ pub fn bar(segments: &[Segment], from: OffsetDateTime, to: OffsetDateTime) -> Ba
             continue;
         }
         let shade = Shade::of(s);
+        if shade == Shade::Unknown {
+            // Drawn as the bar's background; not known time.
+            continue;
+        }
         seconds[shade as usize] += (end - start).as_seconds_f64();
         if previous.is_some_and(|p| p != shade) {
             changes = changes.saturating_add(1);
@@ -138,10 +146,38 @@ pub fn bar(segments: &[Segment], from: OffsetDateTime, to: OffsetDateTime) -> Ba
     if blocks.len() > MAX_BLOCKS {
         blocks = binned(&blocks);
     }
+    widen(&mut blocks);
     Bar {
         title: summary(&seconds, changes),
         blocks,
     }
+}
+
+/// Widens every block narrower than [`MIN_WIDTH`] to it: to the right
+/// while there is room (trimming the next block), else to the left
+/// (trimming the previous one); a neighbour trimmed to nothing goes.
+fn widen(blocks: &mut Vec<Block>) {
+    let mut i = 0;
+    while i < blocks.len() {
+        if blocks[i].w < MIN_WIDTH {
+            let x = blocks[i].x;
+            let end = x.saturating_add(MIN_WIDTH).min(WIDTH);
+            let start = end.saturating_sub(MIN_WIDTH).min(x);
+            blocks[i].x = start;
+            blocks[i].w = end.saturating_sub(start);
+            if let Some(next) = blocks.get_mut(i + 1) {
+                let next_end = next.x.saturating_add(next.w);
+                next.x = next.x.max(end);
+                next.w = next_end.saturating_sub(next.x);
+            }
+            if i > 0 {
+                let prev = &mut blocks[i - 1];
+                prev.w = prev.w.min(start.saturating_sub(prev.x));
+            }
+        }
+        i += 1;
+    }
+    blocks.retain(|b| b.w > 0);
 }
 
 /// `blocks` in [`MAX_BLOCKS`] equal bins, each the worst shade it holds.
@@ -322,8 +358,8 @@ mod tests {
             blocks,
             [
                 (0, 720, Shade::Up),
-                (720, 1, Shade::Down),
-                (721, 719, Shade::Up)
+                (720, MIN_WIDTH, Shade::Down),
+                (720 + MIN_WIDTH, 720 - MIN_WIDTH, Shade::Up)
             ]
         );
         assert!(
@@ -361,6 +397,48 @@ mod tests {
         );
         assert!(b.title.ends_with("2879 changes"), "{}", b.title);
         assert!(svg(&b).into_string().len() < 1000);
+    }
+
+    #[test]
+    fn a_state_that_just_began_shows_at_the_end() {
+        // Down for the last two minutes.
+        let b = bar(
+            &[
+                seg(0.0, 24.0 - 2.0 / 60.0, ON, ServiceState::Up),
+                seg(24.0 - 2.0 / 60.0, 24.0, ON, ServiceState::Down),
+            ],
+            FROM,
+            TO,
+        );
+        let blocks: Vec<_> = b.blocks.iter().map(|b| (b.x, b.w, b.s)).collect();
+        assert_eq!(
+            blocks,
+            [
+                (0, WIDTH - MIN_WIDTH, Shade::Up),
+                (WIDTH - MIN_WIDTH, MIN_WIDTH, Shade::Down)
+            ]
+        );
+    }
+
+    #[test]
+    fn time_before_the_first_known_state_is_background() {
+        let b = bar(
+            &[
+                seg(0.0, 20.0, None, ServiceState::Unknown),
+                seg(20.0, 24.0, ON, ServiceState::Up),
+            ],
+            FROM,
+            TO,
+        );
+        assert_eq!(
+            b.blocks,
+            [Block {
+                x: 1200,
+                w: 240,
+                s: Shade::Up
+            }]
+        );
+        assert_eq!(b.title, "Last 24 h: up 100%; no change");
     }
 
     #[test]

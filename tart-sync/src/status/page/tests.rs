@@ -145,8 +145,17 @@ fn page_lists_tarts_with_both_states_urls_and_times() {
     assert!(meerkat.contains("<span class=\"badge offline\">offline</span>"));
     assert!(meerkat
         .contains("<span class=\"badge unknown\" title=\"not probed (yet)\">not probed</span>"));
-    // A history bar per TART, accessible (no history yet here).
-    for n in ["karoo", "meerkat", "rhodes"] {
+    // A history bar per TART, accessible: rhodes' probes say up for the
+    // last 7 minutes, meerkat has no history.
+    assert!(
+        rhodes.contains("aria-label=\"Last 24 h: up 100%; no change\""),
+        "{rhodes}"
+    );
+    assert!(
+        rhodes.contains("<rect class=\"up\" x=\"1425\" width=\"15\" height=\"10\"></rect>"),
+        "{rhodes}"
+    );
+    for n in ["meerkat"] {
         assert!(row(&html, n).contains("<svg class=\"bar\" viewBox=\"0 0 1440 10\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"Last 24 h: no history yet\"><title>Last 24 h: no history yet</title>"), "{n}");
     }
     // No column that can never hold data: Caddy's in-flight and fails count

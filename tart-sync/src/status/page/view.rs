@@ -346,6 +346,8 @@ mod tests {
             offline_since: (state != NodeState::Online).then_some(NOW - time::Duration::minutes(3)),
             grace_until: (state == NodeState::Grace).then_some(NOW + time::Duration::seconds(40)),
             upstream_health: None,
+            probe: None,
+            history: None,
         }
     }
 
