@@ -10,6 +10,9 @@
 //!   `test-output/status-desktop.png` and `test-output/status-phone.png`.
 //! - `page_at_10000_tarts`: page weight and Chromium's render time at 10,000
 //!   TARTs (printed, and bounded by assertions).
+//! - `a_browser_patches_rows_from_events`: Chromium, driven over the DevTools
+//!   protocol, shows a probe's change on the open page within 1 s, by
+//!   patching the row in place (no reload).
 //!
 //! Needs `target/debug/tart-sync`, Caddy (`CADDY_BIN_LATEST`) and Chromium
 //! (`CHROMIUM_BIN`); a missing one is a SKIP except under `CI=true`.
@@ -366,13 +369,12 @@ async fn screenshots_desktop_and_phone() {
         );
     }
     let Some(bin) = chromium_bin() else { return };
-    let browser = Browser::new(bin);
     let out = repo_root().join("test-output");
     std::fs::create_dir_all(&out).unwrap();
     let url = format!("{}/", server.base);
     let (dom, _) = tokio::task::spawn_blocking({
         let url = url.clone();
-        let b = Browser::new(browser_bin());
+        let b = Browser::new(bin.clone());
         move || b.dump_dom(&url)
     })
     .await
@@ -386,17 +388,12 @@ async fn screenshots_desktop_and_phone() {
     ] {
         let png = out.join(file);
         let url = url.clone();
-        let b = Browser::new(browser_bin());
+        let b = Browser::new(bin.clone());
         tokio::task::spawn_blocking(move || b.screenshot(&url, &png, w, h))
             .await
             .unwrap();
         eprintln!("screenshot: test-output/{file}");
     }
-    drop(browser);
-}
-
-fn browser_bin() -> PathBuf {
-    chromium_bin().unwrap()
 }
 
 /// 10,000 TARTs: 85 % up, 5 % down, 5 % offline, 3 % in grace, 2 % not probed.
@@ -516,4 +513,213 @@ async fn page_at_10000_tarts() {
     let out = repo_root().join("test-output");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("status-10k.txt"), report).unwrap();
+}
+
+/// Headless Chromium showing one page, driven over the DevTools protocol
+/// (`Runtime.evaluate` over its WebSocket); killed on drop.
+struct LivePage {
+    _chromium: Proc,
+    _profile: e2e::TempDir,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+}
+
+impl LivePage {
+    async fn open(bin: &std::path::Path, url: &str) -> LivePage {
+        let profile = temp_dir("chromium-cdp");
+        let chromium = Proc(
+            std::process::Command::new(bin)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-dev-shm-usage",
+                    "--remote-debugging-address=127.0.0.1",
+                    "--remote-debugging-port=0",
+                ])
+                .arg(format!("--user-data-dir={}", profile.path().display()))
+                .arg(url)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Chromium writes its port into the profile.
+        let port_file = profile.path().join("DevToolsActivePort");
+        let port: u16 = e2e::eventually(Duration::from_secs(30), || async {
+            std::fs::read_to_string(&port_file)
+                .ok()?
+                .lines()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .await
+        .expect("Chromium never opened its DevTools port");
+        let ws_url = e2e::eventually(Duration::from_secs(30), || async {
+            let text = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let targets: Value = serde_json::from_str(&text).ok()?;
+            targets.as_array()?.iter().find(|t| t["type"] == "page")?["webSocketDebuggerUrl"]
+                .as_str()
+                .map(String::from)
+        })
+        .await
+        .expect("Chromium lists no page");
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .unwrap();
+        LivePage {
+            _chromium: chromium,
+            _profile: profile,
+            ws,
+            next_id: 0,
+        }
+    }
+
+    /// The value of `expression` in the page (`null` on an exception).
+    async fn eval(&mut self, expression: &str) -> Value {
+        use futures_util::{SinkExt as _, StreamExt as _};
+        use tokio_tungstenite::tungstenite::Message;
+        self.next_id += 1;
+        let id = self.next_id;
+        let call = serde_json::json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": {"expression": expression, "returnByValue": true},
+        });
+        self.ws.send(Message::text(call.to_string())).await.unwrap();
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("DevTools answered nothing for 10 s")
+                .unwrap()
+                .unwrap();
+            let Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == id {
+                return v["result"]["result"]["value"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `expression` every 20 ms until it is `want`; how long that took.
+    async fn wait_for(
+        &mut self,
+        expression: &str,
+        want: Value,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if self.eval(expression).await == want {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+fn probe_now(state: ServiceState) -> ProbeResult {
+    let now = OffsetDateTime::now_utc();
+    ProbeResult {
+        state,
+        http_status: (state == ServiceState::Up).then_some(200),
+        latency: (state == ServiceState::Up).then_some(Duration::from_millis(9)),
+        checked: now,
+        since: now,
+        error: (state == ServiceState::Down).then(|| "GET http://100.64.0.9:80/: timed out".into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_patches_rows_from_events() {
+    let Some(bin) = chromium_bin() else { return };
+    let ctx = fleet(&showcase());
+    let server = serve(ctx.clone()).await;
+    let mut page = LivePage::open(&bin, &format!("{}/", server.base)).await;
+    // The script ran and its event stream is open.
+    let live = page
+        .wait_for(
+            "document.getElementById('live').className",
+            "on".into(),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        live.is_some(),
+        "the page never went live: {}",
+        page.eval("document.body.innerText").await
+    );
+    let service = "document.getElementById('tart-zadko').getAttribute('data-service')";
+    assert_eq!(page.eval(service).await, "unknown");
+    assert_eq!(
+        page.eval("document.getElementById('count-down').textContent")
+            .await,
+        "2"
+    );
+
+    // zadko's probe fails: the open page shows it, without a reload.
+    page.eval("window.marker = 'same page'").await;
+    ctx.health.set_probe("zadko", probe_now(ServiceState::Down));
+    let took = page
+        .wait_for(service, "down".into(), Duration::from_secs(5))
+        .await;
+    let took = took.expect("the page never showed zadko down");
+    eprintln!("browser: zadko down on the open page {took:?} after the probe");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(
+        page.eval("window.marker").await,
+        "same page",
+        "patched, not reloaded"
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#tart-zadko .error').textContent")
+            .await,
+        "GET http://100.64.0.9:80/: timed out"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('count-down').textContent")
+            .await,
+        "3"
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('tr.node.changed').length")
+            .await,
+        1
+    );
+    assert_eq!(
+        page.eval("document.querySelectorAll('tr.node').length")
+            .await,
+        9
+    );
+    // The rebuilt row has its history bar, drawn by the script.
+    assert_eq!(
+        page.eval("document.querySelectorAll('#tart-zadko svg.bar rect').length > 1")
+            .await,
+        true
+    );
+    // And back up.
+    ctx.health.set_probe("zadko", probe_now(ServiceState::Up));
+    assert!(page
+        .wait_for(service, "up".into(), Duration::from_secs(2))
+        .await
+        .is_some());
+    assert_eq!(
+        page.eval("document.querySelector('#tart-zadko td.latency').textContent")
+            .await,
+        "9.0 ms"
+    );
 }

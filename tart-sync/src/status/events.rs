@@ -81,8 +81,11 @@ pub(super) struct Streams {
     /// The report built for the last generation any stream saw: streams
     /// woken by the same change share one build (at 10,000 TARTs a build
     /// takes tens of milliseconds).
-    last: Arc<Mutex<Option<(u64, Arc<Report>)>>>,
+    last: Arc<Mutex<Option<Shared>>>,
 }
+
+/// A report and the generation it was built for.
+type Shared = (u64, Arc<Report>);
 
 impl Streams {
     pub(super) fn new() -> Streams {
