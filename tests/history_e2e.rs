@@ -14,7 +14,7 @@ use e2e::{temp_dir, Version};
 
 #[tokio::test]
 async fn history_survives_a_restart() {
-    let Some(mut rig) = Rig::start(Version::Latest, &["alpha", "beta"]).await else {
+    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta"]).await else {
         return;
     };
     rig.hs.set_nodes(&rig.nodes()).await;

@@ -124,7 +124,7 @@ async fn one_webhook_per_state_change() {
 
 #[tokio::test]
 async fn a_failing_slow_receiver_delays_nothing_else() {
-    let Some(mut rig) = Rig::start(Version::Latest, &["alpha", "beta", "gamma"]).await else {
+    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta", "gamma"]).await else {
         return;
     };
     let nodes = rig.nodes();
@@ -194,4 +194,54 @@ async fn a_failing_slow_receiver_delays_nothing_else() {
         !daemon.log().contains("s3cr3t"),
         "the webhook URL leaked into the log"
     );
+}
+
+/// headscale restarts and every node reads offline: one summary webhook,
+/// not twelve.
+#[tokio::test]
+async fn many_changes_at_once_make_one_webhook() {
+    let names: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some(rig) = Rig::start(Version::Latest, &refs).await else {
+        return;
+    };
+    let mut nodes = rig.nodes();
+    rig.hs.set_nodes(&nodes).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    let url = format!("{}{HOOK}", receiver.uri());
+    let env = rig.env(&[
+        ("TART_SYNC_PROBE_ENABLED", "false"),
+        ("TART_SYNC_NOTIFY_WEBHOOK_URL", &url),
+    ]);
+    let daemon = Process::run(&env, "info");
+    assert!(
+        rig.wait_for("/t11/", "t11", Duration::from_secs(10)).await,
+        "{}",
+        daemon.log()
+    );
+    for n in &mut nodes {
+        n.online = false;
+    }
+    rig.hs.set_nodes(&nodes).await;
+    let got = eventually(Duration::from_secs(10), || async {
+        let b = bodies(&receiver).await;
+        (!b.is_empty()).then_some(b)
+    })
+    .await
+    .unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let all = bodies(&receiver).await;
+    assert_eq!(all, got);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["kind"], "many");
+    let text = all[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("12 TARTs changed at once: 12 tailnet grace (was online): t00, t01"),
+        "{text}"
+    );
+    assert!(text.ends_with("… and 2 more"), "{text}");
 }

@@ -9,7 +9,7 @@
 //! polling.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -19,10 +19,15 @@ use tokio::sync::{broadcast, watch};
 use crate::desired::NodeState;
 use crate::history::{Log, StoreStatus};
 
-/// How many recorded changes wait for a slow reader of
+/// How many batches of recorded changes wait for a slow reader of
 /// [`Health::subscribe`] (the store writer, the notifier) before the oldest
-/// are dropped for it: readers never hold up the prober or the loop.
+/// are dropped for it: readers never hold up the prober or the loop. A
+/// batch is what one call recorded: one probe's change, or every tailnet
+/// change of one poll (10,000 at once when headscale restarts).
 pub const RECORDED_QUEUE: usize = 4096;
+
+/// Changes recorded together, oldest first.
+pub type Batch = Arc<[Recorded]>;
 
 /// Whether a TART's own web service answers, as the probes see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
@@ -125,7 +130,7 @@ pub struct Health {
     /// The in-memory history (bounded), read by [`Health::segments`].
     log: RwLock<Log>,
     /// Every recorded change, for the store writer and the notifier.
-    recorded: broadcast::Sender<Recorded>,
+    recorded: broadcast::Sender<Batch>,
     /// How the history store is doing.
     store: RwLock<StoreStatus>,
 }
@@ -169,7 +174,7 @@ impl Health {
         probes.insert(name.to_string(), result);
         drop(probes);
         if let Some(change) = change {
-            self.record_quietly(change);
+            self.publish(self.log_change(change).into_iter().collect());
         }
         if changed {
             self.bump();
@@ -204,41 +209,38 @@ impl Health {
     /// [`Health::bump`]ed. A change to the state the TART already has (of
     /// that kind) is ignored; returns whether it was recorded.
     pub fn record(&self, change: Change) -> bool {
-        let recorded = self.record_quietly(change);
-        if recorded {
-            self.bump();
-        }
-        recorded
+        self.record_many([change]) == 1
     }
 
     /// [`Health::record`] for several changes, with one bump at the end (if
     /// any was recorded). Returns how many were recorded.
     pub fn record_many(&self, changes: impl IntoIterator<Item = Change>) -> usize {
-        let recorded = changes
+        let batch: Vec<Recorded> = changes
             .into_iter()
-            .map(|c| self.record_quietly(c))
-            .filter(|recorded| *recorded)
-            .count();
+            .filter_map(|c| self.log_change(c))
+            .collect();
+        let recorded = batch.len();
         if recorded > 0 {
+            self.publish(batch);
             self.bump();
         }
         recorded
     }
 
-    /// [`Health::record`] without the bump.
-    fn record_quietly(&self, change: Change) -> bool {
+    /// Adds `change` to the in-memory history; `None` when it is no change.
+    fn log_change(&self, change: Change) -> Option<Recorded> {
         let previous = self
             .log
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .append(&change);
-        match previous {
-            Some(previous) => {
-                // No receiver (no store, no notifier) is fine.
-                let _ = self.recorded.send(Recorded { change, previous });
-                true
-            }
-            None => false,
+            .append(&change)?;
+        Some(Recorded { change, previous })
+    }
+
+    /// Sends a batch to the subscribers (none is fine).
+    fn publish(&self, batch: Vec<Recorded>) {
+        if !batch.is_empty() {
+            let _ = self.recorded.send(batch.into());
         }
     }
 
@@ -263,9 +265,10 @@ impl Health {
         *self.store.write().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    /// Every change recorded from now on (bounded: a reader that falls
-    /// [`RECORDED_QUEUE`] changes behind loses the oldest and is told so).
-    pub fn subscribe(&self) -> broadcast::Receiver<Recorded> {
+    /// Every change recorded from now on, in batches (bounded: a reader
+    /// that falls [`RECORDED_QUEUE`] batches behind loses the oldest and is
+    /// told so).
+    pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
         self.recorded.subscribe()
     }
 
@@ -316,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn probes_and_tailnet_changes_make_the_bars_and_reach_subscribers() {
         let health = Health::default();
-        let mut generation = health.generation();
+        let generation = health.generation();
         let mut recorded = health.subscribe();
         let t0 = datetime!(2026-07-10 08:00 UTC);
         let m = Duration::minutes;
@@ -342,8 +345,8 @@ mod tests {
         );
         assert!(segs.iter().all(|s| s.tailnet == Some(NodeState::Online)));
         let mut got = Vec::new();
-        while let Ok(r) = recorded.try_recv() {
-            got.push((r.change.kind, r.previous));
+        while let Ok(batch) = recorded.try_recv() {
+            got.extend(batch.iter().map(|r| (r.change.kind, r.previous)));
         }
         let up = ChangeKind::Service(ServiceState::Up);
         assert_eq!(

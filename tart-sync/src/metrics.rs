@@ -13,6 +13,12 @@
 //! `_sum` and `_count`, plus `_bucket`. The snapshot test
 //! `snapshots/tart_sync__metrics__tests__exposition_for_a_fixed_state.snap`
 //! pins the whole text.
+//!
+//! Per-TART series (issue #12): `tart_sync_tart_up{name}` (the probes' view,
+//! one series per probed TART) and `tart_sync_tart_online{name}` (headscale's,
+//! one per TART with a URL): at 10,000 TARTs, 20,000 series. Every other
+//! series is fixed-size or one per Caddy; `tart_sync_tart_probe_duration_seconds`
+//! is one histogram for all probes.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::store::{Opened, Store, StoreError};
 use crate::context::Context;
-use crate::health::{Change, Recorded};
+use crate::health::{Batch, Change};
 
 /// How often old changes are deleted (in memory and in the store).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -120,7 +120,7 @@ fn cutoff(retention: Duration) -> OffsetDateTime {
 pub async fn run(
     ctx: Arc<Context>,
     mut store: Option<Store>,
-    mut recorded: broadcast::Receiver<Recorded>,
+    mut recorded: broadcast::Receiver<Batch>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let retention = ctx.settings.history.retention;
@@ -132,10 +132,10 @@ pub async fn run(
         let mut stop = false;
         tokio::select! {
             r = recorded.recv() => match r {
-                Ok(rec) => batch.push(rec.change),
+                Ok(recs) => batch.extend(recs.iter().map(|r| r.change.clone())),
                 Err(RecvError::Lagged(lost)) => {
                     ctx.metrics.error("history_lagged");
-                    tracing::warn!(lost, "the history store fell behind; some changes were not stored");
+                    tracing::warn!(lost, "the history store fell behind; some batches of changes were not stored");
                 }
                 Err(RecvError::Closed) => stop = true,
             },
@@ -149,12 +149,12 @@ pub async fn run(
         // Everything queued now goes in the same transaction.
         while batch.len() < MAX_BATCH {
             match recorded.try_recv() {
-                Ok(rec) => batch.push(rec.change),
+                Ok(recs) => batch.extend(recs.iter().map(|r| r.change.clone())),
                 Err(TryRecvError::Lagged(lost)) => {
                     ctx.metrics.error("history_lagged");
                     tracing::warn!(
                         lost,
-                        "the history store fell behind; some changes were not stored"
+                        "the history store fell behind; some batches of changes were not stored"
                     );
                 }
                 Err(_) => break,

@@ -21,11 +21,22 @@
 //! - `previous`: the state before, of the same kind.
 //! - `at`: when the change was seen (RFC 3339, UTC).
 //! - `error`: why the probe failed, for a `service` change to `down`; else `null`.
+//!
+//! More than [`MAX_SINGLE`] changes seen at once (one poll: headscale
+//! restarted, an uplink went down) become one webhook instead of a storm:
+//! `kind` is `many`, `tart` is `*`, `state` and `previous` are empty, `url`
+//! is empty, and `text` counts the changes by kind and state and names the
+//! first TARTs, e.g. `"120 TARTs changed at once: 120 tailnet grace (was
+//! online): alpha, beta, … and 110 more"`.
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::health::{ChangeKind, Recorded};
+
+/// Most changes seen at once that are sent one webhook each; more become
+/// one summary ([`Notification::summary`]).
+pub const MAX_SINGLE: usize = 10;
 
 /// One webhook's body (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +105,53 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// One webhook for many changes seen at once (see the module documentation).
+    pub fn summary(all: &[Notification]) -> Notification {
+        let mut groups: Vec<((&str, &str, &str), usize)> = Vec::new();
+        for n in all {
+            let key = (n.kind, n.state, n.previous);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, count)) => *count = count.saturating_add(1),
+                None => groups.push((key, 1)),
+            }
+        }
+        let counts: Vec<String> = groups
+            .iter()
+            .map(|((kind, state, previous), count)| {
+                format!("{count} {kind} {state} (was {previous})")
+            })
+            .collect();
+        let names: Vec<&str> = all
+            .iter()
+            .take(MAX_SINGLE)
+            .map(|n| n.tart.as_str())
+            .collect();
+        let more = all.len().saturating_sub(names.len());
+        let tail = if more > 0 {
+            format!(", … and {more} more")
+        } else {
+            String::new()
+        };
+        Notification {
+            text: format!(
+                "{} TARTs changed at once: {}: {}{tail}",
+                all.len(),
+                counts.join(", "),
+                names.join(", ")
+            ),
+            tart: "*".into(),
+            kind: "many",
+            state: "",
+            previous: "",
+            at: all.first().map_or_else(OffsetDateTime::now_utc, |n| n.at),
+            url: String::new(),
+            error: None,
+            source: "tart-sync",
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -151,5 +209,28 @@ mod tests {
             Notification::of(&recorded(offline, Some(online)), url(), Some("x".into())).unwrap();
         assert_eq!(n.text, "TART rhodes: tailnet offline (was online)");
         assert_eq!(n.error, None);
+    }
+
+    #[test]
+    fn many_changes_at_once_make_one_summary() {
+        let grace = ChangeKind::Tailnet(NodeState::Grace);
+        let online = ChangeKind::Tailnet(NodeState::Online);
+        let mut all: Vec<Notification> = (0..12)
+            .map(|i| {
+                let mut r = recorded(grace, Some(online));
+                r.change.name = format!("t{i:02}");
+                Notification::of(&r, String::new(), None).unwrap()
+            })
+            .collect();
+        let down = ChangeKind::Service(ServiceState::Down);
+        let up = ChangeKind::Service(ServiceState::Up);
+        all.push(Notification::of(&recorded(down, Some(up)), String::new(), None).unwrap());
+        let s = Notification::summary(&all);
+        assert_eq!((s.kind, s.tart.as_str()), ("many", "*"));
+        assert_eq!(
+            s.text,
+            "13 TARTs changed at once: 12 tailnet grace (was online), 1 service down (was up): \
+             t00, t01, t02, t03, t04, t05, t06, t07, t08, t09, … and 3 more"
+        );
     }
 }

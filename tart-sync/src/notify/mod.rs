@@ -4,8 +4,9 @@
 //! with exponential backoff (backon) on connection failures, timeouts, 429
 //! and 5xx answers.
 //!
-//! A webhook never blocks syncing or probing: this task reads from a
-//! bounded queue ([`crate::health::RECORDED_QUEUE`] changes); while a slow
+//! More than [`body::MAX_SINGLE`] changes seen at once become one summary
+//! webhook. A webhook never blocks syncing or probing: this task reads from a
+//! bounded queue ([`crate::health::RECORDED_QUEUE`] batches); while a slow
 //! or failing receiver holds it up, the oldest queued changes are dropped
 //! and counted (`tart_sync_errors_total{kind="notify_dropped"}`). The URL
 //! holds a secret and never shows in logs or errors ([`WebhookUrl`]).
@@ -23,7 +24,7 @@ pub use body::Notification;
 
 use crate::config::WebhookUrl;
 use crate::context::Context;
-use crate::health::Recorded;
+use crate::health::Batch;
 
 /// Tries of one webhook (the first and the retries).
 pub const MAX_TRIES: usize = 5;
@@ -104,7 +105,7 @@ pub async fn send(
 pub async fn run(
     ctx: Arc<Context>,
     url: WebhookUrl,
-    mut recorded: broadcast::Receiver<Recorded>,
+    mut recorded: broadcast::Receiver<Batch>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = match reqwest::Client::builder()
@@ -130,8 +131,8 @@ pub async fn run(
             r = recorded.recv() => r,
             _ = shutdown.changed() => return,
         };
-        let rec = match next {
-            Ok(rec) => rec,
+        let batch = match next {
+            Ok(batch) => batch,
             Err(RecvError::Lagged(lost)) => {
                 for _ in 0..lost {
                     ctx.metrics.error("notify_dropped");
@@ -144,28 +145,36 @@ pub async fn run(
             }
             Err(RecvError::Closed) => return,
         };
-        let name = &rec.change.name;
-        let url_of_tart = crate::layout::node_url(&ctx.settings.routes, name);
-        let error = ctx.health.probe(name).and_then(|p| p.error);
-        let Some(body) = Notification::of(&rec, url_of_tart, error) else {
-            continue;
+        let news: Vec<Notification> = batch
+            .iter()
+            .filter_map(|rec| {
+                let name = &rec.change.name;
+                let url_of_tart = crate::layout::node_url(&ctx.settings.routes, name);
+                let error = ctx.health.probe(name).and_then(|p| p.error);
+                Notification::of(rec, url_of_tart, error)
+            })
+            .collect();
+        let bodies = if news.len() > body::MAX_SINGLE {
+            vec![Notification::summary(&news)]
+        } else {
+            news
         };
-        let attempt = || send(&client, &url, &body);
-        let result = attempt
-            .retry(backoff)
-            .when(NotifyError::is_retryable)
-            .notify(
-                |e, wait| tracing::debug!(error = %e, retry_in = ?wait, "webhook failed; retrying"),
-            );
-        let result = tokio::select! {
-            r = result => r,
-            _ = shutdown.changed() => return,
-        };
-        match result {
-            Ok(()) => tracing::debug!(tart = %name, state = body.state, "webhook sent"),
-            Err(e) => {
-                ctx.metrics.error("notify");
-                tracing::warn!(tart = %name, error = %e, "webhook not delivered");
+        for body in bodies {
+            let attempt = || send(&client, &url, &body);
+            let result = attempt
+                .retry(backoff)
+                .when(NotifyError::is_retryable)
+                .notify(|e, wait| tracing::debug!(error = %e, retry_in = ?wait, "webhook failed; retrying"));
+            let result = tokio::select! {
+                r = result => r,
+                _ = shutdown.changed() => return,
+            };
+            match result {
+                Ok(()) => tracing::debug!(tart = %body.tart, state = body.state, "webhook sent"),
+                Err(e) => {
+                    ctx.metrics.error("notify");
+                    tracing::warn!(tart = %body.tart, error = %e, "webhook not delivered");
+                }
             }
         }
     }
