@@ -409,7 +409,7 @@ fn big_fleet() -> Vec<Tart> {
             } else {
                 vec![]
             };
-            let t = match i % 100 {
+            match i % 100 {
                 0..85 => tart(&name, Online, 0, Some((Up, 20.0 + f64::from(i % 50), 60)))
                     .with(&[&[(30.0, ON), (30.0, UP)], &blip[..], &[(1.0, UP)]].concat()),
                 85..90 => tart(&name, Online, 0, Some((Down, 0.0, 5)))
@@ -426,8 +426,7 @@ fn big_fleet() -> Vec<Tart> {
                     (1.0 / 60.0, GRACE),
                 ]),
                 _ => tart(&name, Online, 0, None).with(&[(20.0, ON)]),
-            };
-            t
+            }
         })
         .collect()
 }
