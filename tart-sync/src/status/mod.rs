@@ -57,6 +57,7 @@ pub(crate) mod fixtures;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -67,7 +68,6 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use maud::Markup;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
@@ -233,16 +233,36 @@ struct ApiQuery {
     limit: Option<usize>,
 }
 
-async fn index(State(app): State<AppState>, Query(q): Query<page::PageQuery>) -> Markup {
+/// `400` for a query `/` or `/api/events` cannot read; says what is
+/// accepted, never echoes what was sent.
+fn bad_page_query() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        "bad query: `state` is one of all, online, grace, offline, up, down, unknown; \
+         `page` is a page number; `rev` (events only) a number\n",
+    )
+        .into_response()
+}
+
+async fn index(
+    State(app): State<AppState>,
+    q: Result<Query<page::PageQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return bad_page_query();
+    };
     let report = app.reports.get(&app.ctx).await;
-    page::render(&report, &app.ctx.health, OffsetDateTime::now_utc(), q)
+    page::render(&report, &app.ctx.health, OffsetDateTime::now_utc(), q).into_response()
 }
 
 async fn api_events(
     State(app): State<AppState>,
-    Query(q): Query<events::EventsQuery>,
+    q: Result<Query<events::EventsQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Query(q)) = q else {
+        return bad_page_query();
+    };
     events::respond(app.ctx.clone(), &app.streams, q, &headers)
 }
 

@@ -753,3 +753,68 @@ async fn the_page_loads_only_its_own_assets() {
     assert!(html.contains("src=\"/static/app.js\"") && html.contains("href=\"/static/page.css\""));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_stream_outlives_the_request_timeout() {
+    // The 10 s request timeout bounds the time to the answer's head, not a
+    // stream's life.
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx.clone()).await;
+    let mut events = EventStream {
+        resp: EventStream::open(&server, "").await,
+        buf: String::new(),
+    };
+    assert!(events.next(Duration::from_secs(2)).await.is_some());
+    tokio::time::sleep(REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+    ctx.health.set_probe("karoo", down_probe());
+    let event = events
+        .next(Duration::from_secs(2))
+        .await
+        .expect("the stream was cut after the request timeout");
+    assert_eq!(event["rows"][0]["name"], "karoo");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn hostile_request_lines_to_the_new_paths() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    for (target, want) in [
+        ("/static/../../etc/passwd", "404"),
+        ("/static/%2e%2e/Cargo.toml", "404"),
+        ("/static/app.js/..%2f..%2fmain.rs", "404"),
+        ("/api/events?state=%3Cscript%3Ealert(1)%3C/script%3E", "400"),
+        ("/api/events?page=-1", "400"),
+        ("/api/events?rev=99999999999999999999999", "400"),
+        ("/?state=../../etc", "400"),
+        ("/?state=down&page=18446744073709551615", "200"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{target}: {answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        if want == "200" {
+            // The nearest page: there is one.
+            assert!(body.contains("data-page=\"1\""), "{target}: {body}");
+        } else {
+            assert!(!body.contains("script"), "{target} echoed: {answer}");
+        }
+        assert!(!answer.contains("root:"), "{target}: {answer}");
+    }
+    server.shutdown().await;
+}
