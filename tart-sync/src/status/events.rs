@@ -74,14 +74,18 @@ pub(super) struct EventsQuery {
     rev: Option<u64>,
 }
 
-/// The open streams' slots, and the report they share.
+/// The open streams' slots, and the work they share.
 #[derive(Clone)]
 pub(super) struct Streams {
     slots: Arc<Semaphore>,
-    /// The report built for the last generation any stream saw: streams
-    /// woken by the same change share one build (at 10,000 TARTs a build
-    /// takes tens of milliseconds).
+    /// The report built for the last generation any stream saw.
     last: Arc<Mutex<Option<Shared>>>,
+    /// The rows of each page (filter, page number asked) built at the last
+    /// generation: streams that show the same page share one build (at
+    /// 10,000 TARTs a report takes tens of milliseconds, a page of rows
+    /// about as much). Only entries of the newest generation are kept, so
+    /// there are at most as many as open streams.
+    pages: Arc<Mutex<HashMap<(Filter, usize), (u64, Arc<PageRows>)>>>,
 }
 
 /// A report and the generation it was built for.
@@ -92,6 +96,7 @@ impl Streams {
         Streams {
             slots: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             last: Arc::new(Mutex::new(None)),
+            pages: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -111,6 +116,72 @@ impl Streams {
         }
         report
     }
+
+    /// The rows of page `q` at `generation`: shared, or built now.
+    fn page(&self, ctx: &Context, generation: u64, q: PageQuery) -> Arc<PageRows> {
+        let key = (q.state.unwrap_or_default(), q.page.unwrap_or(1));
+        let cached = self
+            .pages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, rows)| Arc::clone(rows));
+        if let Some(rows) = cached {
+            return rows;
+        }
+        let report = self.report(ctx, generation);
+        let rows = Arc::new(PageRows::build(
+            &report,
+            &ctx.health,
+            q,
+            OffsetDateTime::now_utc(),
+        ));
+        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        pages.retain(|_, (g, _)| *g >= generation);
+        if pages.values().all(|(g, _)| *g == generation) {
+            pages.insert(key, (generation, Arc::clone(&rows)));
+        }
+        rows
+    }
+}
+
+/// One page of rows as the page shows them, with the fleet's counts.
+#[derive(Debug)]
+pub(super) struct PageRows {
+    rows: Vec<Row>,
+    counts: Counts,
+    problems: Vec<String>,
+    /// Page number, pages, TARTs that pass the filter.
+    pages: (usize, usize, usize),
+}
+
+impl PageRows {
+    /// The rows of page `q` of `report`, with `health`'s probes and history at `now`.
+    pub(super) fn build(
+        report: &Report,
+        health: &Health,
+        q: PageQuery,
+        now: OffsetDateTime,
+    ) -> PageRows {
+        let sel = view::select(
+            &report.nodes,
+            health,
+            q.state.unwrap_or_default(),
+            q.page.unwrap_or(1),
+        );
+        let (from, to) = view::window(now);
+        PageRows {
+            rows: sel
+                .shown
+                .iter()
+                .map(|(n, p)| Row::new(n, p.as_ref(), &health.segments(&n.name, from, to), now))
+                .collect(),
+            counts: sel.counts,
+            problems: problems(report),
+            pages: (sel.paging.number, sel.paging.pages, sel.matching),
+        }
+    }
 }
 
 /// One event's document (module documentation).
@@ -127,81 +198,60 @@ pub(super) struct Update {
     problems: Vec<String>,
 }
 
-/// What the client has: the last rows sent, in order, and the summary.
-#[derive(Debug, Default)]
-pub(super) struct Sent {
-    rows: HashMap<String, Row>,
-    names: Vec<String>,
-    counts: Counts,
-    problems: Vec<String>,
-    pages: (usize, usize, usize),
-}
-
 /// The update for a client that has `sent` (`None`: nothing yet; then
-/// `client_rev` says whether its page is current), from `report` at
-/// `generation`; `None` when nothing it shows changed.
+/// `client_rev` says whether its page is current) and now gets `page`,
+/// built at `generation`; `None` when nothing it shows changed.
 pub(super) fn update(
-    sent: &mut Option<Sent>,
+    sent: &mut Option<Arc<PageRows>>,
     client_rev: Option<u64>,
     generation: u64,
-    report: &Report,
-    health: &Health,
-    q: PageQuery,
-    now: OffsetDateTime,
+    page: Arc<PageRows>,
 ) -> Option<Update> {
-    let sel = view::select(
-        &report.nodes,
-        health,
-        q.state.unwrap_or_default(),
-        q.page.unwrap_or(1),
-    );
-    let (from, to) = view::window(now);
-    let rows: Vec<Row> = sel
-        .shown
-        .iter()
-        .map(|(n, p)| Row::new(n, p.as_ref(), &health.segments(&n.name, from, to), now))
-        .collect();
-    let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
-    let problems = problems(report);
-    let pages = (sel.paging.number, sel.paging.pages, sel.matching);
-    let first = sent.is_none();
-    let prev = sent.get_or_insert_with(Sent::default);
-    // A first event to a client whose page is current carries no rows.
-    let full = first && client_rev != Some(generation);
-    let changed: Vec<Row> = match (first, full) {
-        (true, true) => rows.clone(),
-        (true, false) => Vec::new(),
-        (false, _) => rows
-            .iter()
-            .filter(|r| prev.rows.get(&r.name) != Some(*r))
-            .cloned()
-            .collect(),
+    let (full, changed, names_changed) = match sent.as_ref() {
+        // A first event to a client whose page is current carries no rows.
+        None => {
+            let full = client_rev != Some(generation);
+            let rows = if full { page.rows.clone() } else { Vec::new() };
+            (full, rows, full)
+        }
+        Some(prev) if Arc::ptr_eq(prev, &page) => return None,
+        Some(prev) => {
+            let old: HashMap<&str, &Row> = prev.rows.iter().map(|r| (r.name.as_str(), r)).collect();
+            let changed: Vec<Row> = page
+                .rows
+                .iter()
+                .filter(|r| old.get(r.name.as_str()).copied() != Some(*r))
+                .cloned()
+                .collect();
+            let names_changed = prev.rows.len() != page.rows.len()
+                || prev
+                    .rows
+                    .iter()
+                    .zip(&page.rows)
+                    .any(|(a, b)| a.name != b.name);
+            if changed.is_empty()
+                && !names_changed
+                && prev.counts == page.counts
+                && prev.problems == page.problems
+                && prev.pages == page.pages
+            {
+                *sent = Some(page);
+                return None;
+            }
+            (false, changed, names_changed)
+        }
     };
-    let names_changed = if first { full } else { prev.names != names };
-    let quiet = !first
-        && changed.is_empty()
-        && !names_changed
-        && prev.counts == sel.counts
-        && prev.problems == problems
-        && prev.pages == pages;
-    prev.rows = rows.into_iter().map(|r| (r.name.clone(), r)).collect();
-    prev.counts = sel.counts;
-    prev.problems.clone_from(&problems);
-    prev.pages = pages;
-    prev.names.clone_from(&names);
-    if quiet {
-        return None;
-    }
+    *sent = Some(Arc::clone(&page));
     Some(Update {
         generation,
         full,
-        page: pages.0,
-        pages: pages.1,
-        matching: pages.2,
-        names: names_changed.then_some(names),
+        page: page.pages.0,
+        pages: page.pages.1,
+        matching: page.pages.2,
+        names: names_changed.then(|| page.rows.iter().map(|r| r.name.clone()).collect()),
         rows: changed,
-        counts: sel.counts,
-        problems,
+        counts: page.counts,
+        problems: page.problems.clone(),
     })
 }
 
@@ -258,7 +308,7 @@ fn events(
     let changes = WatchStream::new(ctx.health.generation())
         .throttle(MIN_EVENT_GAP)
         .map(Some);
-    let mut sent: Option<Sent> = None;
+    let mut sent: Option<Arc<PageRows>> = None;
     changes
         .merge(end)
         .take_while(Option::is_some)
@@ -266,17 +316,8 @@ fn events(
             let _slot = &slot;
             let generation = generation?;
             let first = sent.is_none();
-            let report = streams.report(&ctx, generation);
-            let now = OffsetDateTime::now_utc();
-            let up = update(
-                &mut sent,
-                client_rev,
-                generation,
-                &report,
-                &ctx.health,
-                q,
-                now,
-            )?;
+            let page = streams.page(&ctx, generation, q);
+            let up = update(&mut sent, client_rev, generation, page)?;
             let event = Event::default()
                 .event("rows")
                 .id(generation.to_string())
@@ -304,6 +345,10 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-07-10 08:15:00 UTC);
 
+    fn rows(report: &Report, ctx: &Context, q: PageQuery) -> Arc<PageRows> {
+        Arc::new(PageRows::build(report, &ctx.health, q, NOW))
+    }
+
     fn probe(state: ServiceState) -> ProbeResult {
         ProbeResult {
             state,
@@ -322,14 +367,14 @@ mod tests {
         let q = PageQuery::default();
         let mut sent = None;
         // The page is current: a first event with no rows.
-        let first = update(&mut sent, Some(7), 7, &report, &ctx.health, q, NOW).unwrap();
+        let first = update(&mut sent, Some(7), 7, rows(&report, &ctx, q)).unwrap();
         assert!(!first.full && first.rows.is_empty() && first.names.is_none());
         assert_eq!((first.counts.all, first.counts.online), (3, 1));
         // Nothing changed: nothing to send.
-        assert!(update(&mut sent, Some(7), 8, &report, &ctx.health, q, NOW).is_none());
+        assert!(update(&mut sent, Some(7), 8, rows(&report, &ctx, q)).is_none());
         // rhodes goes down: its row only.
         ctx.health.set_probe("rhodes", probe(ServiceState::Down));
-        let up = update(&mut sent, Some(7), 9, &report, &ctx.health, q, NOW).unwrap();
+        let up = update(&mut sent, Some(7), 9, rows(&report, &ctx, q)).unwrap();
         let names: Vec<_> = up.rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["rhodes"]);
         assert_eq!(up.rows[0].service, ServiceState::Down);
@@ -370,6 +415,33 @@ mod tests {
     }
 
     #[test]
+    fn streams_on_one_page_share_its_rows() {
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        crate::status::fixtures::set_state(&ctx, fleet_state(&ctx, NOW));
+        let streams = Streams::new();
+        let q = PageQuery::default();
+        let down = PageQuery {
+            page: None,
+            state: Some(Filter::Down),
+        };
+        let a = streams.page(&ctx, 3, q);
+        assert!(Arc::ptr_eq(&a, &streams.page(&ctx, 3, q)), "built once");
+        assert!(!Arc::ptr_eq(&a, &streams.page(&ctx, 3, down)));
+        assert_eq!(streams.pages.lock().unwrap().len(), 2);
+        // A new generation: built again, the old ones dropped.
+        let b = streams.page(&ctx, 4, q);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(streams.pages.lock().unwrap().len(), 1);
+        // A stream still at the old generation does not bring it back.
+        let _ = streams.page(&ctx, 3, down);
+        assert_eq!(streams.pages.lock().unwrap().len(), 1);
+        // The same rows to a client that has them: nothing to send.
+        let mut sent = None;
+        assert!(update(&mut sent, Some(4), 4, b.clone()).is_some());
+        assert!(update(&mut sent, Some(4), 4, b).is_none());
+    }
+
+    #[test]
     fn an_old_page_gets_every_row_and_filters_say_who_left() {
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
         let report = report::build(&ctx, fleet_state(&ctx, NOW), &None);
@@ -380,13 +452,13 @@ mod tests {
         ctx.health.set_probe("karoo", probe(ServiceState::Down));
         ctx.health.set_probe("rhodes", probe(ServiceState::Down));
         let mut sent = None;
-        let first = update(&mut sent, Some(1), 5, &report, &ctx.health, q, NOW).unwrap();
+        let first = update(&mut sent, Some(1), 5, rows(&report, &ctx, q)).unwrap();
         assert!(first.full);
         assert_eq!(first.names.as_deref().unwrap(), ["karoo", "rhodes"]);
         assert_eq!(first.rows.len(), 2);
         // rhodes comes back up: it leaves the "down" page.
         ctx.health.set_probe("rhodes", probe(ServiceState::Up));
-        let up = update(&mut sent, Some(1), 6, &report, &ctx.health, q, NOW).unwrap();
+        let up = update(&mut sent, Some(1), 6, rows(&report, &ctx, q)).unwrap();
         assert_eq!(up.names.as_deref().unwrap(), ["karoo"]);
         assert!(up.rows.is_empty(), "karoo did not change");
         assert_eq!(up.matching, 1);

@@ -18,7 +18,7 @@ use crate::status::text::{iso, one_line};
 
 /// Which TARTs the table lists (`?state=`): all, or those in one tailnet
 /// state (headscale's view) or one service state (the probes' view).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
     /// Every TART.
