@@ -85,8 +85,11 @@ pub(super) struct Streams {
     /// 10,000 TARTs a report takes tens of milliseconds, a page of rows
     /// about as much). Only entries of the newest generation are kept, so
     /// there are at most as many as open streams.
-    pages: Arc<Mutex<HashMap<(Filter, usize), (u64, Arc<PageRows>)>>>,
+    pages: Arc<Mutex<PageCache>>,
 }
+
+/// Rows by (filter, page number asked), with the generation they were built at.
+type PageCache = HashMap<(Filter, usize), (u64, Arc<PageRows>)>;
 
 /// A report and the generation it was built for.
 type Shared = (u64, Arc<Report>);
