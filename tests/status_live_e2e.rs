@@ -505,7 +505,7 @@ async fn page_at_10000_tarts() {
     let started = Instant::now();
     let mut flips = 0u32;
     while started.elapsed() < Duration::from_secs(5) {
-        let state = if flips % 2 == 0 {
+        let state = if flips.is_multiple_of(2) {
             ServiceState::Down
         } else {
             ServiceState::Up
