@@ -489,7 +489,8 @@ async fn page_at_10000_tarts() {
     // parse events).
     let mut clients = Vec::new();
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    for i in 0..32 {
+    let n_streams = 32;
+    for i in 0..n_streams {
         let url = format!("{}/api/events?page={}", server.base, i % 4 + 1);
         let mut events = Events::open(&url).await;
         let received = received.clone();

@@ -34,7 +34,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header::RETRY_AFTER;
@@ -78,73 +78,63 @@ pub(super) struct EventsQuery {
 #[derive(Clone)]
 pub(super) struct Streams {
     slots: Arc<Semaphore>,
-    /// The report built for the last generation any stream saw.
-    last: Arc<Mutex<Option<Shared>>>,
-    /// The rows of each page (filter, page number asked) built at the last
-    /// generation: streams that show the same page share one build (at
-    /// 10,000 TARTs a report takes tens of milliseconds, a page of rows
-    /// about as much). Only entries of the newest generation are kept, so
-    /// there are at most as many as open streams.
-    pages: Arc<Mutex<PageCache>>,
+    /// What streams woken by the same change share. Builds happen one at a
+    /// time under this lock: a stream that needs the report or a page
+    /// another one is building waits for it (at 10,000 TARTs a report takes
+    /// tens of milliseconds), and live views never take more than one
+    /// runtime thread between them.
+    cache: Arc<tokio::sync::Mutex<Cache>>,
 }
 
-/// Rows by (filter, page number asked), with the generation they were built at.
-type PageCache = HashMap<(Filter, usize), (u64, Arc<PageRows>)>;
-
-/// A report and the generation it was built for.
-type Shared = (u64, Arc<Report>);
+/// The report of the newest generation seen, and the rows of each page
+/// (filter, page number asked) built from it: at most one entry per open
+/// stream.
+#[derive(Default)]
+struct Cache {
+    report: Option<(u64, Arc<Report>)>,
+    pages: HashMap<(Filter, usize), Arc<PageRows>>,
+}
 
 impl Streams {
     pub(super) fn new() -> Streams {
         Streams {
             slots: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
-            last: Arc::new(Mutex::new(None)),
-            pages: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::new(tokio::sync::Mutex::new(Cache::default())),
         }
     }
 
-    /// The report for `generation`: the shared one, or a new one (built
-    /// after `generation` was read, so it shows at least that state).
-    fn report(&self, ctx: &Context, generation: u64) -> Arc<Report> {
-        if let Some((g, r)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if *g == generation {
-                return Arc::clone(r);
-            }
-        }
-        // Built outside the lock: streams never wait for each other.
-        let report = Arc::new(report::build(ctx, ctx.snapshot(), &None));
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.as_ref().is_none_or(|(g, _)| *g < generation) {
-            *last = Some((generation, Arc::clone(&report)));
-        }
-        report
-    }
-
-    /// The rows of page `q` at `generation`: shared, or built now.
-    fn page(&self, ctx: &Context, generation: u64, q: PageQuery) -> Arc<PageRows> {
+    /// The rows of page `q` at `generation` (built after `generation` was
+    /// read, so they show at least that state): shared, or built now.
+    async fn page(&self, ctx: &Context, generation: u64, q: PageQuery) -> Arc<PageRows> {
         let key = (q.state.unwrap_or_default(), q.page.unwrap_or(1));
-        let cached = self
-            .pages
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, rows)| Arc::clone(rows));
-        if let Some(rows) = cached {
-            return rows;
-        }
-        let report = self.report(ctx, generation);
+        let mut cache = self.cache.lock().await;
+        let report = match &cache.report {
+            Some((g, report)) if *g == generation => {
+                if let Some(rows) = cache.pages.get(&key) {
+                    return Arc::clone(rows);
+                }
+                Arc::clone(report)
+            }
+            _ => {
+                let report = Arc::new(report::build(ctx, ctx.snapshot(), &None));
+                // A stream still at an older generation does not replace a newer one.
+                if cache.report.as_ref().is_none_or(|(g, _)| *g < generation) {
+                    cache.report = Some((generation, Arc::clone(&report)));
+                    cache.pages.clear();
+                } else {
+                    let rows = PageRows::build(&report, &ctx.health, q, OffsetDateTime::now_utc());
+                    return Arc::new(rows);
+                }
+                report
+            }
+        };
         let rows = Arc::new(PageRows::build(
             &report,
             &ctx.health,
             q,
             OffsetDateTime::now_utc(),
         ));
-        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        pages.retain(|_, (g, _)| *g >= generation);
-        if pages.values().all(|(g, _)| *g == generation) {
-            pages.insert(key, (generation, Arc::clone(&rows)));
-        }
+        cache.pages.insert(key, Arc::clone(&rows));
         rows
     }
 }
@@ -315,11 +305,17 @@ fn events(
     changes
         .merge(end)
         .take_while(Option::is_some)
-        .filter_map(move |generation| {
+        .then(move |generation| {
+            let (ctx, streams) = (Arc::clone(&ctx), streams.clone());
+            async move {
+                let generation = generation?;
+                Some((generation, streams.page(&ctx, generation, q).await))
+            }
+        })
+        .filter_map(move |built| {
             let _slot = &slot;
-            let generation = generation?;
+            let (generation, page) = built?;
             let first = sent.is_none();
-            let page = streams.page(&ctx, generation, q);
             let up = update(&mut sent, client_rev, generation, page)?;
             let event = Event::default()
                 .event("rows")
@@ -417,8 +413,8 @@ mod tests {
         assert_eq!(streams.slots.available_permits(), MAX_EVENT_STREAMS);
     }
 
-    #[test]
-    fn streams_on_one_page_share_its_rows() {
+    #[tokio::test]
+    async fn streams_on_one_page_share_its_rows() {
         let ctx = Context::new(settings("127.0.0.1:1", "path"));
         crate::status::fixtures::set_state(&ctx, fleet_state(&ctx, NOW));
         let streams = Streams::new();
@@ -427,17 +423,24 @@ mod tests {
             page: None,
             state: Some(Filter::Down),
         };
-        let a = streams.page(&ctx, 3, q);
-        assert!(Arc::ptr_eq(&a, &streams.page(&ctx, 3, q)), "built once");
-        assert!(!Arc::ptr_eq(&a, &streams.page(&ctx, 3, down)));
-        assert_eq!(streams.pages.lock().unwrap().len(), 2);
+        let a = streams.page(&ctx, 3, q).await;
+        assert!(
+            Arc::ptr_eq(&a, &streams.page(&ctx, 3, q).await),
+            "built once"
+        );
+        assert!(!Arc::ptr_eq(&a, &streams.page(&ctx, 3, down).await));
+        assert_eq!(streams.cache.lock().await.pages.len(), 2);
         // A new generation: built again, the old ones dropped.
-        let b = streams.page(&ctx, 4, q);
+        let b = streams.page(&ctx, 4, q).await;
         assert!(!Arc::ptr_eq(&a, &b));
-        assert_eq!(streams.pages.lock().unwrap().len(), 1);
+        assert_eq!(streams.cache.lock().await.pages.len(), 1);
         // A stream still at the old generation does not bring it back.
-        let _ = streams.page(&ctx, 3, down);
-        assert_eq!(streams.pages.lock().unwrap().len(), 1);
+        let _ = streams.page(&ctx, 3, down).await;
+        assert_eq!(streams.cache.lock().await.pages.len(), 1);
+        assert_eq!(
+            streams.cache.lock().await.report.as_ref().map(|r| r.0),
+            Some(4)
+        );
         // The same rows to a client that has them: nothing to send.
         let mut sent = None;
         assert!(update(&mut sent, Some(4), 4, b.clone()).is_some());
