@@ -68,6 +68,7 @@ async fn a_stopped_service_shows_down_keeps_its_route_and_comes_back() {
         );
 
         // alpha's web service stops; its node stays online in headscale.
+        let writes_before = rig.caddy.admin_writes();
         let alpha_addr = rig.fleet[0].addr;
         rig.fleet[0].stop();
         let took = until_status(&listen, Duration::from_secs(10), |s| {
@@ -105,6 +106,11 @@ async fn a_stopped_service_shows_down_keeps_its_route_and_comes_back() {
         assert!(
             caddy_dials(&rig, &alpha_addr.to_string()).await,
             "{v:?}: alpha's route went"
+        );
+        assert_eq!(
+            rig.caddy.admin_writes(),
+            writes_before,
+            "{v:?}: a probe result changed Caddy's config"
         );
         assert_eq!(rig.who("/beta/").await, "beta");
 

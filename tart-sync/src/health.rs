@@ -281,6 +281,15 @@ impl Health {
             .prune(cutoff);
     }
 
+    /// Forgets the history of TARTs that `keep` refuses and that did not
+    /// change since `cutoff` ([`Log::forget`]).
+    pub fn forget(&self, cutoff: OffsetDateTime, keep: impl Fn(&str) -> bool) {
+        self.log
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(cutoff, keep);
+    }
+
     /// Reads the in-memory history.
     pub fn read_log<T>(&self, f: impl FnOnce(&Log) -> T) -> T {
         f(&self.log.read().unwrap_or_else(|p| p.into_inner()))

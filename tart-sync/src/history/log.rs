@@ -114,6 +114,15 @@ impl Log {
         }
     }
 
+    /// Forgets the TARTs that `keep` refuses and that did not change since
+    /// `cutoff` (they left the tailnet or the filters): memory stays
+    /// bounded by the TARTs known now and those that changed recently.
+    pub fn forget(&mut self, cutoff: OffsetDateTime, keep: impl Fn(&str) -> bool) {
+        self.tarts.retain(|name, track| {
+            keep(name) || track.changes.back().is_some_and(|(at, _)| *at >= cutoff)
+        });
+    }
+
     /// TARTs with a history.
     pub fn len(&self) -> usize {
         self.tarts.len()
@@ -292,6 +301,11 @@ mod tests {
                 seg(50, 60, on, ServiceState::Down)
             ]
         );
+        // Gone from the tailnet but changed since the cutoff: kept.
+        log.forget(T0 + m(30), |_| false);
+        assert_eq!(log.len(), 1);
+        log.forget(T0 + m(55), |_| false);
+        assert!(log.is_empty());
     }
 
     #[test]

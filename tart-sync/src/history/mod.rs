@@ -11,6 +11,10 @@
 //!   `tart_sync_errors_total{kind="history_store"}`) and never stops
 //!   syncing or probing: history is then kept in memory only.
 //! - [`record_tailnet`]: the loop's hook after each poll.
+//!
+//! Known limit: while tart-sync is stopped nothing is observed; after a
+//! restart the bars show each TART's last recorded state across the gap,
+//! and the first poll and probe record what changed meanwhile.
 
 mod log;
 mod store;

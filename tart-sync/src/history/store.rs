@@ -217,8 +217,14 @@ impl Store {
     }
 
     /// Deletes changes before `cutoff`, except each TART's newest change of
-    /// each kind (its state at `cutoff`). Returns how many rows went.
-    pub fn prune(&mut self, cutoff: OffsetDateTime) -> Result<usize, StoreError> {
+    /// each kind (its state at `cutoff`); with `keep`, those go too for a
+    /// TART that `keep` refuses and that has no change since `cutoff` (it
+    /// left the tailnet or the filters). Returns how many rows went.
+    pub fn prune(
+        &mut self,
+        cutoff: OffsetDateTime,
+        keep: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<usize, StoreError> {
         let tx = self.db.begin_write().map_err(|e| self.io(e))?;
         let mut removed = 0usize;
         {
@@ -235,6 +241,19 @@ impl Store {
                 let name = value.get(1..).unwrap_or_default().to_vec();
                 if let Some(previous) = newest.insert((name, tailnet), key) {
                     old.push(previous);
+                }
+            }
+            if let Some(keep) = keep {
+                let mut recent = std::collections::HashSet::new();
+                for row in table.range(end..).map_err(|e| self.io(e))? {
+                    let (_, value) = row.map_err(|e| self.io(e))?;
+                    recent.insert(value.value().get(1..).unwrap_or_default().to_vec());
+                }
+                for ((name, _), key) in &newest {
+                    let known = std::str::from_utf8(name).is_ok_and(keep);
+                    if !known && !recent.contains(name) {
+                        old.push(*key);
+                    }
                 }
             }
             for key in old {
@@ -375,7 +394,7 @@ mod tests {
             ])
             .unwrap();
         let cutoff = datetime!(2026-07-10 08:30 UTC);
-        assert_eq!(store.prune(cutoff).unwrap(), 2);
+        assert_eq!(store.prune(cutoff, None).unwrap(), 2);
         let (kept, _) = store.load().unwrap();
         assert_eq!(
             kept,
@@ -386,5 +405,12 @@ mod tests {
                 change("rhodes", 60, DOWN),
             ]
         );
+        // zürich left the tailnet: its old state goes; rhodes (changed
+        // since the cutoff) stays even if unknown now.
+        let only_karoo = |name: &str| name == "karoo";
+        assert_eq!(store.prune(cutoff, Some(&only_karoo)).unwrap(), 1);
+        let (kept, _) = store.load().unwrap();
+        assert!(kept.iter().all(|c| c.name == "rhodes"), "{kept:?}");
+        assert_eq!(kept.len(), 3);
     }
 }

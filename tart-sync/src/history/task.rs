@@ -2,6 +2,7 @@
 //! recorded change (in batches, on the blocking pool) and apply the
 //! retention every [`PRUNE_EVERY`]. Failures are reported, never fatal.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,7 @@ pub async fn open(ctx: &Context) -> Option<Store> {
     let opened = tokio::task::spawn_blocking(move || {
         let mut opened = Store::open_or_recover(&p)?;
         let cutoff = cutoff(retention);
-        opened.store.prune(cutoff)?;
+        opened.store.prune(cutoff, None)?;
         let loaded = opened.store.load()?;
         Ok::<_, StoreError>((opened, loaded, cutoff))
     })
@@ -142,7 +143,18 @@ pub async fn run(
             _ = prune.tick() => {
                 let cut = cutoff(retention);
                 ctx.health.prune(cut);
-                store = with_store(&ctx, store, move |s| s.prune(cut).map(|_| ())).await;
+                // The TARTs headscale lists now (none known before a poll).
+                let known: Option<HashSet<String>> = ctx.read_state(|s| {
+                    s.desired.as_ref().map(|d| d.entries.iter().map(|e| e.name.clone()).collect())
+                });
+                if let Some(known) = &known {
+                    ctx.health.forget(cut, |n| known.contains(n));
+                }
+                store = with_store(&ctx, store, move |s| {
+                    let keep = known.map(|k| move |n: &str| k.contains(n));
+                    s.prune(cut, keep.as_ref().map(|k| k as &dyn Fn(&str) -> bool)).map(|_| ())
+                })
+                .await;
             }
             _ = shutdown.changed() => stop = true,
         }

@@ -88,7 +88,7 @@ pub async fn send(
         .map_err(|e| NotifyError::Send {
             receiver: receiver.clone(),
             retry: e.is_connect() || e.is_timeout() || e.is_request(),
-            reason: e.without_url().to_string(),
+            reason: reason(e),
         })?;
     let status = answer.status();
     if status.is_success() {
@@ -99,6 +99,25 @@ pub async fn send(
             status: status.as_u16(),
         })
     }
+}
+
+/// What went wrong, without the URL: reqwest's message and its innermost
+/// cause (e.g. "error sending request: Connection refused (os error 111)").
+fn reason(e: reqwest::Error) -> String {
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let text = if timeout {
+        format!("{e}: timed out")
+    } else if std::ptr::addr_eq(cause, &e as &dyn std::error::Error) {
+        e.to_string()
+    } else {
+        format!("{e}: {cause}")
+    };
+    crate::status::text::one_line(&text, 300)
 }
 
 /// Sends a webhook for each change `recorded` receives, until `shutdown`.
@@ -177,5 +196,43 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_names_the_receiver_and_the_cause_never_the_url() {
+        let closed = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let url = WebhookUrl::parse(&format!("http://{closed}/hooks/s3cr3t-token")).unwrap();
+        let body = Notification {
+            text: "x".into(),
+            tart: "rhodes".into(),
+            kind: "service",
+            state: "down",
+            previous: "up",
+            at: time::OffsetDateTime::now_utc(),
+            url: String::new(),
+            error: None,
+            source: "tart-sync",
+        };
+        let err = send(&reqwest::Client::new(), &url, &body)
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable());
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("webhook to http://{}/*** failed", closed.ip())),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(!format!("{err:?}").contains("s3cr3t"));
     }
 }

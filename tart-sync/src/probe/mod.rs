@@ -107,7 +107,7 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         let list_len = list.len();
         for ((name, upstream), offset) in list.into_iter().zip(offsets) {
             tokio::select! {
-                _ = tokio::time::sleep_until(round + offset) => {}
+                _ = tokio::time::sleep_until(later(round, offset)) => {}
                 _ = shutdown.changed() => return,
             }
             let permit = tokio::select! {
@@ -133,14 +133,21 @@ pub async fn run(ctx: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
         }
         // Nothing to probe (not polled yet?): look again soon.
         let next = match list_len {
-            0 => round + settings.interval.min(Duration::from_secs(1)),
-            _ => round + period,
+            0 => later(round, settings.interval.min(Duration::from_secs(1))),
+            _ => later(round, period),
         };
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// `at + d`, or a day after `at` if that overflows the clock.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(at)
 }
 
 /// Stores one probe's outcome: health (which records a state change in

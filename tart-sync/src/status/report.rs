@@ -477,6 +477,65 @@ mod tests {
         insta::assert_snapshot!(serde_json::to_string_pretty(&report.api(None, None)).unwrap());
     }
 
+    /// Whether `doc` and `real` have the same keys, recursively (arrays:
+    /// their last elements; `null` on either side matches anything).
+    fn same_keys(doc: &serde_json::Value, real: &serde_json::Value, at: &str) {
+        use serde_json::Value;
+        match (doc, real) {
+            (Value::Object(d), Value::Object(r)) => {
+                let dk: Vec<&String> = d.keys().collect();
+                let rk: Vec<&String> = r.keys().collect();
+                assert_eq!(dk, rk, "keys at {at}");
+                for (k, v) in d {
+                    same_keys(v, &r[k], &format!("{at}.{k}"));
+                }
+            }
+            (Value::Array(d), Value::Array(r)) => {
+                if let (Some(d), Some(r)) = (d.last(), r.last()) {
+                    same_keys(d, r, &format!("{at}[]"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_documented_schema_is_the_document() {
+        let now = datetime!(2026-07-10 08:15:00 UTC);
+        let ctx = Context::new(settings("127.0.0.1:1", "path"));
+        ctx.health.set_probe(
+            "rhodes",
+            ProbeResult {
+                state: crate::health::ServiceState::Up,
+                http_status: Some(200),
+                latency: Some(Duration::from_millis(12)),
+                checked: now,
+                since: now,
+                error: None,
+            },
+        );
+        ctx.health.set_store_status(StoreStatus::Ok {
+            path: "/var/lib/tart-sync/history.redb".into(),
+            moved_aside: None,
+        });
+        let mut report = build(&ctx, fleet_state(&ctx, now), &None);
+        report.tart_upstream = Some(UpstreamHealth::default());
+        for n in &mut report.nodes {
+            n.upstream_health = Some(UpstreamHealth::default());
+        }
+        let real = serde_json::to_value(report.api(None, None)).unwrap();
+        let source = include_str!("report.rs");
+        let doc: String = (source.lines())
+            .skip_while(|l| !l.starts_with("//! ```json"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        same_keys(&doc, &real, "$");
+    }
+
     #[test]
     fn health_is_summed_over_caddies_that_answered() {
         let up = |a: &str, n, f| UpstreamStatus {
