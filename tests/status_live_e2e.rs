@@ -767,4 +767,58 @@ async fn a_browser_patches_rows_from_events() {
             .await,
         "9.0 ms"
     );
+
+    // A filtered page: a TART that enters the state gets a row, one that
+    // leaves it loses its row, in place.
+    page.eval("location.href = '/?state=down'").await;
+    let rows =
+        "Array.from(document.querySelectorAll('tr.node')).map(r => r.dataset.name).join(',')";
+    assert!(page
+        .wait_for(rows, "meerkat,onsala".into(), Duration::from_secs(10))
+        .await
+        .is_some());
+    assert!(page
+        .wait_for(
+            "document.getElementById('live').className",
+            "on".into(),
+            Duration::from_secs(10)
+        )
+        .await
+        .is_some());
+    page.eval("window.marker = 'filtered page'").await;
+    ctx.health.set_probe("zadko", probe_now(ServiceState::Down));
+    assert!(
+        page.wait_for(rows, "meerkat,onsala,zadko".into(), Duration::from_secs(2))
+            .await
+            .is_some(),
+        "zadko never joined the down page: {}",
+        page.eval(rows).await
+    );
+    ctx.health.set_probe("meerkat", probe_now(ServiceState::Up));
+    assert!(page
+        .wait_for(rows, "onsala,zadko".into(), Duration::from_secs(2))
+        .await
+        .is_some());
+    // None left: the page says so.
+    ctx.health.set_probe("onsala", probe_now(ServiceState::Up));
+    ctx.health.set_probe("zadko", probe_now(ServiceState::Up));
+    assert!(page
+        .wait_for(rows, "".into(), Duration::from_secs(2))
+        .await
+        .is_some());
+    assert_eq!(
+        page.eval("document.getElementById('no-match').textContent")
+            .await,
+        "No TART is in this state now."
+    );
+    assert_eq!(
+        page.eval("window.marker").await,
+        "filtered page",
+        "patched, not reloaded"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('count-down').textContent")
+            .await,
+        "0"
+    );
 }

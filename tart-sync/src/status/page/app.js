@@ -149,6 +149,14 @@
       Array.prototype.slice.call(rows.children).forEach(function (tr) {
         if (!keep[tr.getAttribute("data-name")]) tr.remove();
       });
+      // Say so when no TART is left in this state (as the page does).
+      var none = document.getElementById("no-match");
+      if (!u.names.length && !none && section) {
+        var scroll = section.querySelector(".scroll");
+        if (scroll) scroll.before(el("p", { "class": "empty", id: "no-match" }, ["No TART is in this state now."]));
+      } else if (u.names.length && none) {
+        none.remove();
+      }
     }
     var c = u.counts;
     ["all", "online", "grace", "offline", "up", "down", "unknown"].forEach(function (k) {
