@@ -449,6 +449,12 @@ async fn page_at_10000_tarts() {
             .unwrap();
         let took = started.elapsed();
         assert!(body.len() < 1_000_000, "{path}: {} bytes", body.len());
+        if path == "/" {
+            // For a look, and to measure what compression would give.
+            let out = repo_root().join("test-output");
+            std::fs::create_dir_all(&out).unwrap();
+            std::fs::write(out.join("status-10k-page1.html"), &body).unwrap();
+        }
         report.push_str(&format!("GET {path}: {} bytes in {took:?}\n", body.len()));
     }
     let css = http

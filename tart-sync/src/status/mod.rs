@@ -73,6 +73,7 @@ use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -145,6 +146,9 @@ pub fn router(ctx: Arc<Context>) -> Router {
                 .layer(header(X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .layer(header(REFERRER_POLICY, "no-referrer"))
                 .layer(header(CONTENT_SECURITY_POLICY, CSP))
+                // gzip when the client asks (the page at 10,000 TARTs: 576 KB
+                // → 21 KB); never event streams (tower-http's default predicate).
+                .layer(CompressionLayer::new())
                 .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,

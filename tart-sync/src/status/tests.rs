@@ -818,3 +818,57 @@ async fn hostile_request_lines_to_the_new_paths() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pages_are_gzipped_when_asked_and_event_streams_never() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ctx = Context::new(settings("127.0.0.1:1", "path"));
+    set_state(&ctx, fleet_state(&ctx, OffsetDateTime::now_utc()));
+    let server = Server::start(ctx).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let head = |target: &'static str, gzip: bool| {
+        let addr = addr.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let accept = if gzip {
+                "Accept-Encoding: gzip\r\n"
+            } else {
+                ""
+            };
+            s.write_all(
+                format!(
+                    "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+            text[..text.find("\r\n\r\n").unwrap_or(text.len())].to_string()
+        }
+    };
+    for target in ["/", "/static/app.js", "/static/page.css", "/api/status"] {
+        let h = head(target, true).await;
+        assert!(h.contains("content-encoding: gzip"), "{target}: {h}");
+        // The security headers stay.
+        assert!(
+            h.contains("content-security-policy: default-src 'none'"),
+            "{target}: {h}"
+        );
+        let h = head(target, false).await;
+        assert!(!h.contains("content-encoding"), "{target}: {h}");
+    }
+    let h = head("/api/events", true).await;
+    assert!(h.starts_with("http/1.1 200"), "{h}");
+    assert!(h.contains("content-type: text/event-stream"), "{h}");
+    assert!(
+        !h.contains("content-encoding"),
+        "an event stream must not be buffered by a compressor: {h}"
+    );
+    server.shutdown().await;
+}
