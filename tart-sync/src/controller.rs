@@ -445,6 +445,27 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn live_views_hear_when_the_sync_status_changes() {
+        let ctx = Context::new(crate::status::fixtures::settings("127.0.0.1:1", "path"));
+        let mut generation = ctx.health.generation();
+        generation.mark_unchanged();
+        let mut inst = instances(&ctx.settings).unwrap().remove(0);
+        let targets = Arc::new(crate::desired::Desired::default().targets());
+        // Caddy refuses: its status changes (not tried → error), once.
+        assert!(!sync_instance(&ctx, 0, &mut inst, &targets, false).await);
+        assert!(generation.has_changed().unwrap());
+        generation.mark_unchanged();
+        assert!(!sync_instance(&ctx, 0, &mut inst, &targets, false).await);
+        assert!(!generation.has_changed().unwrap(), "the same error again: no news");
+        // headscale fails: once.
+        headscale_failed(&ctx, &failure(), Duration::from_secs(1));
+        assert!(generation.has_changed().unwrap());
+        generation.mark_unchanged();
+        headscale_failed(&ctx, &failure(), Duration::from_secs(1));
+        assert!(!generation.has_changed().unwrap());
+    }
+
     #[test]
     fn enormous_intervals_do_not_overflow() {
         let mut policy = ErrorPolicy::new(Duration::MAX);
