@@ -457,7 +457,10 @@ mod tests {
         assert!(generation.has_changed().unwrap());
         generation.mark_unchanged();
         assert!(!sync_instance(&ctx, 0, &mut inst, &targets, false).await);
-        assert!(!generation.has_changed().unwrap(), "the same error again: no news");
+        assert!(
+            !generation.has_changed().unwrap(),
+            "the same error again: no news"
+        );
         // headscale fails: once.
         headscale_failed(&ctx, &failure(), Duration::from_secs(1));
         assert!(generation.has_changed().unwrap());
