@@ -828,3 +828,61 @@ async fn a_browser_patches_rows_from_events() {
         "0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_keeps_the_page_links_current() {
+    let Some(bin) = chromium_bin() else { return };
+    // 501 TARTs up: two pages of "up".
+    let tarts: Vec<Tart> = (0..501)
+        .map(|i| {
+            tart(
+                &format!("t{i:03}"),
+                NodeState::Online,
+                0,
+                Some((ServiceState::Up, 5.0, 60)),
+            )
+        })
+        .collect();
+    let ctx = fleet(&tarts);
+    let server = serve(ctx.clone()).await;
+    let mut page = LivePage::open(&bin, &format!("{}/?state=up", server.base)).await;
+    assert!(page
+        .wait_for(
+            "document.getElementById('live').className",
+            "on".into(),
+            Duration::from_secs(20)
+        )
+        .await
+        .is_some());
+    let links = "Array.from(document.querySelectorAll('p.pages')).map(p => p.firstChild.textContent).join('|')";
+    assert_eq!(
+        page.eval(links).await,
+        "Page 1 of 2: TARTs 1–500 of 501|Page 1 of 2: TARTs 1–500 of 501"
+    );
+    // One goes down: one page, no links.
+    ctx.health.set_probe("t007", probe_now(ServiceState::Down));
+    assert!(page
+        .wait_for(links, "".into(), Duration::from_secs(2))
+        .await
+        .is_some());
+    assert_eq!(
+        page.eval("document.querySelectorAll('tr.node').length")
+            .await,
+        500
+    );
+    // It comes back: the links too, with a working next link.
+    ctx.health.set_probe("t007", probe_now(ServiceState::Up));
+    assert!(page
+        .wait_for(
+            links,
+            "Page 1 of 2: TARTs 1–500 of 501|Page 1 of 2: TARTs 1–500 of 501".into(),
+            Duration::from_secs(2)
+        )
+        .await
+        .is_some());
+    assert_eq!(
+        page.eval("document.querySelector('p.pages a[rel=next]').getAttribute('href')")
+            .await,
+        "?state=up&page=2"
+    );
+}

@@ -158,6 +158,7 @@
         none.remove();
       }
     }
+    pageLinks(u);
     var c = u.counts;
     ["all", "online", "grace", "offline", "up", "down", "unknown"].forEach(function (k) {
       setText("count-" + k, c[k]);
@@ -180,6 +181,44 @@
       var now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
       updated.setAttribute("datetime", now);
       updated.textContent = now;
+    }
+  }
+
+  // "Page 2 of 3: TARTs 501–1000 of 1234 · first · prev · next · last", like table.rs.
+  function pageLinks(u) {
+    if (!section) return;
+    var state = section.getAttribute("data-state");
+    var href = function (p) {
+      if (state === "all") return p === 1 ? "?" : "?page=" + p;
+      return p === 1 ? "?state=" + state : "?state=" + state + "&page=" + p;
+    };
+    // 500: PAGE_SIZE in page/mod.rs.
+    var start = (u.page - 1) * 500 + 1;
+    var end = Math.min(u.page * 500, u.matching);
+    var text = "Page " + u.page + " of " + u.pages + ": TARTs " + start + "–" + end + " of " + u.matching;
+    var old = section.querySelectorAll("p.pages");
+    if (old.length && old[0].firstChild && old[0].firstChild.textContent === text) return;
+    if (!old.length && u.pages <= 1) return;
+    Array.prototype.forEach.call(old, function (p) { p.remove(); });
+    if (u.pages <= 1) return;
+    var build = function () {
+      var p = el("p", { "class": "pages", id: "pages", "data-page": u.page, "data-pages": u.pages }, [text]);
+      [["first", 1], ["prev", Math.max(u.page - 1, 1)], ["next", Math.min(u.page + 1, u.pages)], ["last", u.pages]]
+        .forEach(function (l) {
+          if (l[1] !== u.page) {
+            p.appendChild(document.createTextNode(" · "));
+            p.appendChild(el("a", { href: href(l[1]), rel: l[0] }, [l[0]]));
+          }
+        });
+      p.appendChild(document.createTextNode(" · every TART: "));
+      p.appendChild(el("a", { href: "/api/status" }, ["JSON"]));
+      p.appendChild(document.createTextNode(" (paged with ?offset=&limit=)"));
+      return p;
+    };
+    var scroll = section.querySelector(".scroll");
+    if (scroll) {
+      scroll.before(build());
+      scroll.after(build());
     }
   }
 
