@@ -10,6 +10,12 @@
 //!   `test-output/status-desktop.png` and `test-output/status-phone.png`.
 //! - `page_at_10000_tarts`: page weight and Chromium's render time at 10,000
 //!   TARTs (printed, and bounded by assertions).
+//! - `a_stopped_service_reaches_the_open_page_and_the_filter`: the real
+//!   binary with probes; a TART's backend stops while its node stays online:
+//!   the event stream, the page and `?state=down` say so within the probe
+//!   interval plus the timeout.
+//! - `a_browser_keeps_the_page_links_current`: paging links follow a
+//!   filter's count.
 //! - `a_browser_patches_rows_from_events`: Chromium, driven over the DevTools
 //!   protocol, shows a probe's change on the open page within 1 s, by
 //!   patching the row in place (no reload).
@@ -884,5 +890,83 @@ async fn a_browser_keeps_the_page_links_current() {
         page.eval("document.querySelector('p.pages a[rel=next]').getAttribute('href')")
             .await,
         "?state=up&page=2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_service_reaches_the_open_page_and_the_filter() {
+    const INTERVAL: Duration = Duration::from_millis(500);
+    const TIMEOUT: Duration = Duration::from_millis(500);
+    let Some(rig) = Rig::start(Version::Latest, &["alpha", "beta"]).await else {
+        return;
+    };
+    rig.hs.set_nodes(&rig.nodes()).await;
+    let env = rig.env(&[
+        ("TART_SYNC_PROBE_INTERVAL", "500ms"),
+        ("TART_SYNC_PROBE_TIMEOUT", "500ms"),
+    ]);
+    let listen = e2e::observe::status_listen(&env);
+    let status = format!("http://{listen}");
+    let daemon = e2e::fault::Process::run(&env, "info");
+    let both_up = e2e::observe::until_status(&listen, Duration::from_secs(15), |s| {
+        e2e::observe::service_state(s, "alpha").as_deref() == Some("up")
+            && e2e::observe::service_state(s, "beta").as_deref() == Some("up")
+    })
+    .await;
+    assert!(both_up.is_some(), "never probed up:\n{}", daemon.log());
+
+    let mut events = Events::open(&format!("{status}/api/events")).await;
+    assert!(events.next(Duration::from_secs(3)).await.is_some());
+    // alpha's web service stops; its node stays online.
+    let stopped = Instant::now();
+    rig.fleet[0].stop();
+    let mut took = None;
+    while stopped.elapsed() < Duration::from_secs(10) {
+        let Some(event) = events.next(Duration::from_secs(10)).await else {
+            break;
+        };
+        let down =
+            event["rows"].as_array().unwrap().iter().any(|r| {
+                r["name"] == "alpha" && r["service"] == "down" && r["tailnet"] == "online"
+            });
+        if down {
+            took = Some(stopped.elapsed());
+            break;
+        }
+    }
+    let took = took.unwrap_or_else(|| panic!("no event said alpha is down:\n{}", daemon.log()));
+    eprintln!("SSE: alpha's service stopped → event at the client in {took:?} (probe interval 500 ms, timeout 500 ms)");
+    // The probe interval (jittered by up to a tenth), its timeout, one event gap, some slack.
+    assert!(
+        took <= INTERVAL + INTERVAL / 10 + TIMEOUT + Duration::from_millis(250 + 500),
+        "{took:?}"
+    );
+    // The page and its "down" filter say so; the route stays.
+    let page = reqwest::get(format!("{status}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            "data-name=\"alpha\" data-state=\"online\" data-node-id=\"1\" data-service=\"down\""
+        ),
+        "{page}"
+    );
+    let down = reqwest::get(format!("{status}/?state=down"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        down.contains("id=\"tart-alpha\"") && !down.contains("id=\"tart-beta\""),
+        "{down}"
+    );
+    assert_ne!(
+        rig.get("/alpha/").await.0,
+        503,
+        "probes never change routing"
     );
 }
