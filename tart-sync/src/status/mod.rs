@@ -327,3 +327,5 @@ async fn not_found() -> (StatusCode, &'static str) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_live;
