@@ -143,7 +143,9 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
         }
     };
     drop(cache);
+    let mut changed = false;
     ctx.with_state(|s| {
+        changed = is_new || s.desired.is_none() || !s.headscale.reachable;
         s.headscale = HeadscaleStatus {
             reachable: true,
             last_success: Some(now),
@@ -154,6 +156,10 @@ pub async fn poll(ctx: &Context, hs: &HeadscaleClient) -> Result<Arc<Desired>, H
             s.desired = Some(desired.clone());
         }
     });
+    if changed {
+        // Live views (the status page's event stream) show tailnet states.
+        ctx.health.bump();
+    }
     Ok(desired)
 }
 
@@ -176,6 +182,10 @@ fn headscale_failed(ctx: &Context, err: &HeadscaleError, retry_in: Duration) {
         s.headscale.reachable = false;
         s.headscale.last_error = Some(err.to_string());
     });
+    if first {
+        // Live views show that headscale is unreachable.
+        ctx.health.bump();
+    }
 }
 
 /// Reconciles one Caddy and records the result in the context. Returns true when
@@ -231,8 +241,10 @@ pub async fn sync_instance(
         tracing::info!(caddy = %address, "Caddy sync recovered");
     }
     ctx.metrics.cycle_done(took, wrote);
+    let mut status_changed = false;
     ctx.with_state(|s| {
         if let Some(c) = s.caddies.get_mut(idx) {
+            let before = (c.reachable, c.last_outcome, c.last_error.clone(), c.routes);
             c.reachable = !matches!(&result, Err(e) if e.is_unreachable());
             c.last_outcome = outcome;
             c.stream_close_delay = inst.known_features().map(|f| f.stream_close_delay);
@@ -253,8 +265,13 @@ pub async fn sync_instance(
                 }
                 Err(e) => c.last_error = Some(e.to_string()),
             }
+            status_changed = before != (c.reachable, c.last_outcome, c.last_error.clone(), c.routes);
         }
     });
+    if status_changed {
+        // Live views show each Caddy's sync status.
+        ctx.health.bump();
+    }
     ok
 }
 
@@ -440,6 +457,30 @@ mod tests {
             interval,
             "reset by success"
         );
+    }
+
+    #[tokio::test]
+    async fn live_views_hear_when_the_sync_status_changes() {
+        let ctx = Context::new(crate::status::fixtures::settings("127.0.0.1:1", "path"));
+        let mut generation = ctx.health.generation();
+        generation.mark_unchanged();
+        let mut inst = instances(&ctx.settings).unwrap().remove(0);
+        let targets = Arc::new(crate::desired::Desired::default().targets());
+        // Caddy refuses: its status changes (not tried → error), once.
+        assert!(!sync_instance(&ctx, 0, &mut inst, &targets, false).await);
+        assert!(generation.has_changed().unwrap());
+        generation.mark_unchanged();
+        assert!(!sync_instance(&ctx, 0, &mut inst, &targets, false).await);
+        assert!(
+            !generation.has_changed().unwrap(),
+            "the same error again: no news"
+        );
+        // headscale fails: once.
+        headscale_failed(&ctx, &failure(), Duration::from_secs(1));
+        assert!(generation.has_changed().unwrap());
+        generation.mark_unchanged();
+        headscale_failed(&ctx, &failure(), Duration::from_secs(1));
+        assert!(!generation.has_changed().unwrap());
     }
 
     #[test]

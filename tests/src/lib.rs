@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod backend;
+pub mod browser;
 pub mod dns;
 pub mod fault;
 pub mod headscale;

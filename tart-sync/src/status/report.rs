@@ -174,6 +174,9 @@ pub(super) struct Report {
     pub(super) polled: bool,
     /// Whether any Caddy answered the upstreams query.
     pub(super) health_known: bool,
+    /// [`crate::health::Health::generation`] read before the state was: a
+    /// live view whose client saw this report needs no change older than it.
+    pub(super) generation: u64,
     /// The history store and the in-memory history.
     pub(super) history: HistoryReport,
     /// The DNS responder, in dns mode (`routes.resolve = "dns"`) only.
@@ -287,7 +290,10 @@ impl ReportCache {
             }
         }
         let health = self.health.fetch().await;
-        let report = Arc::new(build(ctx, ctx.snapshot(), &health));
+        let generation = *ctx.health.generation().borrow();
+        let mut report = build(ctx, ctx.snapshot(), &health);
+        report.generation = generation;
+        let report = Arc::new(report);
         *last = Some((Instant::now(), Arc::clone(&report)));
         report
     }
@@ -442,6 +448,7 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
             resolve: routes.resolve.as_str(),
             status: ctx.dns.status(&ctx.settings.dns.zone),
         }),
+        generation: 0,
         history: HistoryReport {
             store: ctx.health.store_status(),
             retention: ctx.settings.history.retention,

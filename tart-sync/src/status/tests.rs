@@ -9,15 +9,15 @@ use time::format_description::well_known::Rfc3339;
 use super::*;
 use fixtures::{fleet_state, set_state, settings, HOSTILE};
 
-struct Server {
-    base: String,
+pub(super) struct Server {
+    pub(super) base: String,
     ctx: Arc<Context>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
-    async fn start(ctx: Arc<Context>) -> Server {
+    pub(super) async fn start(ctx: Arc<Context>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = watch::channel(false);
@@ -30,7 +30,7 @@ impl Server {
         }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String, String) {
+    pub(super) async fn get(&self, path: &str) -> (StatusCode, String, String) {
         let resp = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
         let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
         let ctype = resp
@@ -41,7 +41,7 @@ impl Server {
         (status, ctype, resp.text().await.unwrap())
     }
 
-    async fn shutdown(self) {
+    pub(super) async fn shutdown(self) {
         self.stop.send_replace(true);
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
@@ -125,12 +125,12 @@ async fn json_shape_with_health_from_caddy() {
     assert_eq!(v["skipped"][0]["name"], HOSTILE);
     assert!(v["skipped"][0]["reason"].is_string());
 
-    // The page gets the same health.
+    // The page gets the same report (Caddy's per-address numbers are only
+    // in the JSON: the page has no column that is empty for every TART).
     let (status, ctype, html) = server.get("/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ctype, "text/html; charset=utf-8");
-    let rhodes = &html[html.find("data-name=\"rhodes\"").unwrap()..];
-    assert!(rhodes[..rhodes.find("</tr>").unwrap()].contains("data-label=\"In flight\">4</td>"));
+    assert!(html.contains("data-name=\"rhodes\" data-state=\"online\""));
 
     server.shutdown().await;
     caddy.abort();
