@@ -179,7 +179,10 @@ impl Drop for Proc {
 
 /// The `<tr class="node" …>` rows of an HTML text: (data-name, data-state).
 fn node_rows(html: &str) -> Vec<(String, String)> {
-    html.match_indices("<tr class=\"node\"")
+    // Rows carry the class `node`, and `changed` once the live script
+    // patched them.
+    html.match_indices("<tr class=\"node")
+        .filter(|(i, m)| matches!(html.as_bytes().get(i + m.len()), Some(b'"' | b' ')))
         .map(|(i, _)| {
             let tag = &html[i..i + html[i..].find('>').unwrap()];
             let attr = |a: &str| {
