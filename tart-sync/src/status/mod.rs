@@ -50,6 +50,7 @@ mod host;
 pub mod page;
 pub mod report;
 pub(crate) mod text;
+mod upstreams;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -80,7 +81,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::context::Context;
 use host::{HostAllowed, HostPolicy};
-use report::{HealthSource, ReportCache};
+use report::ReportCache;
+use upstreams::HealthSource;
 
 /// Only the server's own stylesheet and script (no inline script or style),
 /// and its own event stream; nothing remote, no frames, no forms.

@@ -131,23 +131,20 @@
 //!   then kept in memory only, syncing goes on). `retention` is
 //!   `history.retention`; `tarts` and `changes` count the in-memory history.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caddy_client::{Client, UpstreamStatus};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::config::CaddySettings;
 use crate::context::{CaddyStatus, Context, HeadscaleStatus, SyncState};
 use crate::desired::{NodeState, Skipped};
 use crate::health::ProbeResult;
 use crate::history::{StoreStatus, Summary};
 use crate::layout::Ids;
 
-/// How long the page waits for one Caddy's `/reverse_proxy/upstreams`.
-const UPSTREAMS_TIMEOUT: Duration = Duration::from_secs(2);
+use super::upstreams::{Health, HealthSource, UpstreamHealth};
+
 /// How long one report (and Caddy's upstream health in it) is reused.
 pub const REPORT_MAX_AGE: Duration = Duration::from_secs(1);
 /// Default and largest `limit` of `/api/status`.
@@ -319,82 +316,6 @@ pub(super) struct NodeReport {
     pub(super) history: Option<Summary>,
 }
 
-/// Caddy's view of one upstream, summed over the Caddy instances that list it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub(super) struct UpstreamHealth {
-    pub(super) num_requests: i64,
-    pub(super) fails: i64,
-}
-
-/// Upstream health by dial address; `None` when no Caddy answered.
-pub(super) type Health = Option<HashMap<String, UpstreamHealth>>;
-
-/// Sums the upstream lists of the Caddy instances that answered.
-fn merge_health(answers: &[Option<Vec<UpstreamStatus>>]) -> Health {
-    let mut any = false;
-    let mut out: HashMap<String, UpstreamHealth> = HashMap::new();
-    for list in answers.iter().flatten() {
-        any = true;
-        for u in list {
-            let h = out.entry(u.address.clone()).or_default();
-            h.num_requests = h.num_requests.saturating_add(u.num_requests);
-            h.fails = h.fails.saturating_add(u.fails);
-        }
-    }
-    any.then_some(out)
-}
-
-/// One admin API client per configured Caddy, built once, to read upstream
-/// health: built like the reconcile's ([`CaddySettings::client_builder`]),
-/// with reads limited to [`UPSTREAMS_TIMEOUT`] (a page must not wait long);
-/// a Caddy whose client cannot be built is shown without health.
-#[derive(Clone)]
-pub(super) struct HealthSource(Arc<Vec<Option<Client>>>);
-
-impl HealthSource {
-    pub(super) fn new(caddy: &CaddySettings) -> HealthSource {
-        let read = caddy.timeout.min(UPSTREAMS_TIMEOUT);
-        let clients = caddy
-            .admin
-            .iter()
-            .map(|a| {
-                caddy
-                    .client_builder(a)
-                    .timeout(read)
-                    .connect_timeout(read)
-                    .build()
-                    .map_err(|e| tracing::debug!(caddy = %a, error = %e, "no upstream health for this Caddy"))
-                    .ok()
-            })
-            .collect();
-        HealthSource(Arc::new(clients))
-    }
-
-    /// Asks every Caddy for its upstreams, concurrently, each bounded by a timeout.
-    pub(super) async fn fetch(&self) -> Health {
-        let limit = UPSTREAMS_TIMEOUT + Duration::from_millis(500);
-        let tasks: Vec<_> = (self.0.iter().flatten().cloned())
-            .map(|client| {
-                tokio::spawn(async move {
-                    match tokio::time::timeout(limit, client.upstreams()).await {
-                        Ok(Ok(list)) => Some(list),
-                        Ok(Err(e)) => {
-                            tracing::debug!(caddy = %client.address(), error = %e, "reading upstreams failed");
-                            None
-                        }
-                        Err(_) => None,
-                    }
-                })
-            })
-            .collect();
-        let mut answers = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            answers.push(task.await.ok().flatten());
-        }
-        merge_health(&answers)
-    }
-}
-
 /// The report for `state` and `health`.
 pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report {
     let routes = &ctx.settings.routes;
@@ -461,6 +382,8 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::HashMap;
+
     use time::macros::datetime;
 
     use super::*;
@@ -561,32 +484,6 @@ mod tests {
             .join("\n");
         let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
         same_keys(&doc, &real, "$");
-    }
-
-    #[test]
-    fn health_is_summed_over_caddies_that_answered() {
-        let up = |a: &str, n, f| UpstreamStatus {
-            address: a.into(),
-            num_requests: n,
-            fails: f,
-            ..Default::default()
-        };
-        assert_eq!(merge_health(&[None, None]), None);
-        let h = merge_health(&[
-            Some(vec![up("a:80", 1, 0)]),
-            None,
-            Some(vec![up("a:80", 2, 3), up("b:80", 0, 0)]),
-        ])
-        .unwrap();
-        assert_eq!(
-            h["a:80"],
-            UpstreamHealth {
-                num_requests: 3,
-                fails: 3
-            }
-        );
-        assert_eq!(h["b:80"], UpstreamHealth::default());
-        assert_eq!(merge_health(&[Some(vec![])]), Some(HashMap::new()));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use crate::context::Context;
 use crate::desired::NodeState;
 use crate::health::{ProbeResult, ServiceState};
 use crate::status::fixtures::{entry, fleet_state, settings, HOSTILE};
-use crate::status::report::{self, Health, UpstreamHealth};
+use crate::status::report;
+use crate::status::upstreams::{Health, UpstreamHealth};
 
 const NOW: OffsetDateTime = datetime!(2026-07-10 08:15:00 UTC);
 
