@@ -255,6 +255,10 @@ mod tests {
                 "mode = \"host\"\n[public]\nenabled = true\n",
                 "public.enabled",
             ),
+            (
+                "[public]\nenabled = true\nlisten = \"127.0.0.1:9180\"\n",
+                "public.listen",
+            ),
         ] {
             let err = load(extra, &[]).unwrap_err();
             assert_eq!(err.setting(), setting, "{extra}: {err}");
