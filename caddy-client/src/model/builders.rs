@@ -2,10 +2,9 @@
 
 use serde_json::{Map, Value};
 
-use super::handlers::{
-    Handler, HeaderOps, Headers, ReverseProxy, Rewrite, StaticResponse, Subroute, Upstream,
-};
+use super::handlers::{Handler, HeaderOps, Headers, Rewrite, StaticResponse, Subroute};
 use super::http::{HttpApp, IpMatcher, MatcherSet, RegexpMatcher, Route, Server};
+use super::reverse_proxy::{ReverseProxy, Upstream};
 use super::values::StatusCode;
 use super::HeaderMap;
 

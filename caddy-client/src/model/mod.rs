@@ -54,6 +54,7 @@ mod builders;
 mod handlers;
 mod http;
 mod lossless;
+mod reverse_proxy;
 mod values;
 
 use serde_json::{Map, Value};
@@ -62,14 +63,16 @@ use self::lossless::lossless_struct;
 
 pub use self::builders::validate_dial;
 pub use self::handlers::{
-    ActiveHealthChecks, Browse, Encode, FileServer, Handler, HeaderOps, HeaderReplacement, Headers,
-    HealthChecks, KeepAlive, LoadBalancing, MapHandler, Mapping, PassiveHealthChecks,
-    ResponseHandler, ReverseProxy, Rewrite, SelectionPolicy, StaticResponse, Subroute, Transport,
-    TransportTls, Upstream, UriSubstring,
+    Browse, Encode, FileServer, Handler, HeaderOps, HeaderReplacement, Headers, MapHandler,
+    Mapping, Rewrite, StaticResponse, Subroute, UriSubstring,
 };
 pub use self::http::{
     Expression, ExpressionObject, HttpApp, HttpErrors, IpMatcher, MatcherSet, RegexpMatcher, Route,
     Server,
+};
+pub use self::reverse_proxy::{
+    ActiveHealthChecks, HealthChecks, KeepAlive, LoadBalancing, PassiveHealthChecks,
+    ResponseHandler, ReverseProxy, SelectionPolicy, Transport, TransportTls, Upstream,
 };
 pub use self::values::{CaddyDuration, StatusCode};
 
