@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH,
-};
+use reqwest::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH};
 use reqwest::Method;
 
 use crate::api::config::Etag;
@@ -594,9 +592,6 @@ impl ClientBuilder {
         })
     }
 }
-
-#[allow(dead_code)]
-fn _assert_header_name(_: HeaderName) {}
 
 #[cfg(test)]
 mod tests;
