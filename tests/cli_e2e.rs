@@ -12,22 +12,10 @@ use e2e::sync::Rig;
 use e2e::Version;
 
 fn tart_sync(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    Command::new(e2e::tart_sync_bin())
-        .env_clear()
-        .envs(env)
-        .env("RUST_LOG", "info")
-        .args(args)
-        .output()
-        .unwrap()
+    e2e::tart_sync_output(env, "info", args)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use e2e::output_text as text;
 
 #[tokio::test]
 async fn configuration_errors_exit_2_and_name_the_setting() {

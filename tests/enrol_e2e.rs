@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use e2e::headscale::{Headscale, API_KEY};
 use serde_json::{json, Value};
@@ -171,22 +171,10 @@ fn env(hs: &Headscale, g: &Generation) -> BTreeMap<String, String> {
 }
 
 fn tart_sync(env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    Command::new(e2e::tart_sync_bin())
-        .env_clear()
-        .envs(env)
-        .env("RUST_LOG", "trace")
-        .args(args)
-        .output()
-        .unwrap()
+    e2e::tart_sync_output(env, "trace", args)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use e2e::output_text as text;
 
 async fn posts(hs: &Headscale) -> Vec<Value> {
     hs.server

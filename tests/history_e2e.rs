@@ -5,12 +5,39 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use e2e::fault::Process;
 use e2e::observe::{self, metric, service_state, stop_gracefully, until_status};
 use e2e::sync::Rig;
 use e2e::{temp_dir, Version};
+use serde_json::Value;
+
+/// Runs tart-sync with its history at `path` until alpha is routed and
+/// probed up (syncing and probing go on, whatever the store); returns the
+/// status address, the process and `/api/status` then.
+async fn run_until_alpha_is_up(rig: &Rig, path: &Path) -> (String, Process, Value) {
+    let env = rig.env(&[
+        ("TART_SYNC_PROBE_INTERVAL", "300ms"),
+        ("TART_SYNC_HISTORY_PATH", path.to_str().unwrap()),
+    ]);
+    let listen = observe::status_listen(&env);
+    let daemon = Process::run(&env, "info");
+    assert!(
+        rig.wait_for("/alpha/", "alpha", Duration::from_secs(10))
+            .await,
+        "syncing goes on: {}",
+        daemon.log()
+    );
+    let up = until_status(&listen, Duration::from_secs(10), |s| {
+        service_state(s, "alpha").as_deref() == Some("up")
+    })
+    .await;
+    assert!(up.is_some(), "probing goes on: {}", daemon.log());
+    let s = observe::status(&listen).await.unwrap();
+    (listen, daemon, s)
+}
 
 #[tokio::test]
 async fn history_survives_a_restart() {
@@ -84,24 +111,7 @@ async fn a_damaged_store_is_reported_and_replaced_and_syncing_goes_on() {
     let dir = temp_dir("history-damaged");
     let path = dir.path().join("history.redb");
     std::fs::write(&path, b"this is not a redb file at all".repeat(500)).unwrap();
-    let env = rig.env(&[
-        ("TART_SYNC_PROBE_INTERVAL", "300ms"),
-        ("TART_SYNC_HISTORY_PATH", path.to_str().unwrap()),
-    ]);
-    let listen = observe::status_listen(&env);
-    let daemon = Process::run(&env, "info");
-    assert!(
-        rig.wait_for("/alpha/", "alpha", Duration::from_secs(10))
-            .await,
-        "{}",
-        daemon.log()
-    );
-    let s = until_status(&listen, Duration::from_secs(10), |s| {
-        service_state(s, "alpha").as_deref() == Some("up")
-    })
-    .await;
-    assert!(s.is_some(), "{}", daemon.log());
-    let s = observe::status(&listen).await.unwrap();
+    let (listen, daemon, s) = run_until_alpha_is_up(&rig, &path).await;
     let store = &s["history"]["store"];
     assert_eq!(store["state"], "ok", "{s:#}");
     let aside = store["moved_aside"].as_str().unwrap();
@@ -128,24 +138,7 @@ async fn an_unusable_store_is_reported_and_syncing_goes_on() {
     rig.hs.set_nodes(&rig.nodes()).await;
     let dir = temp_dir("history-unusable");
     let path = dir.path().join("no-such-dir").join("history.redb");
-    let env = rig.env(&[
-        ("TART_SYNC_PROBE_INTERVAL", "300ms"),
-        ("TART_SYNC_HISTORY_PATH", path.to_str().unwrap()),
-    ]);
-    let listen = observe::status_listen(&env);
-    let daemon = Process::run(&env, "info");
-    assert!(
-        rig.wait_for("/alpha/", "alpha", Duration::from_secs(10))
-            .await,
-        "{}",
-        daemon.log()
-    );
-    let s = until_status(&listen, Duration::from_secs(10), |s| {
-        service_state(s, "alpha").as_deref() == Some("up")
-    })
-    .await;
-    assert!(s.is_some(), "probing goes on: {}", daemon.log());
-    let s = observe::status(&listen).await.unwrap();
+    let (listen, _daemon, s) = run_until_alpha_is_up(&rig, &path).await;
     let store = &s["history"]["store"];
     assert_eq!(store["state"], "failed", "{s:#}");
     assert!(

@@ -104,6 +104,32 @@ pub fn tart_sync_run_command(
     cmd
 }
 
+/// Runs `tart-sync <args>` to the end, configured by exactly `env` (plus
+/// `RUST_LOG`); its exit status, stdout and stderr. For the one-shot
+/// commands (`check`, `plan`, `once`, `enrol`, `nodes`).
+pub fn tart_sync_output(
+    env: &std::collections::BTreeMap<String, String>,
+    rust_log: &str,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(tart_sync_bin())
+        .env_clear()
+        .envs(env)
+        .env("RUST_LOG", rust_log)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Stdout then stderr of a finished command, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; tests run on loopback only).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
