@@ -9,6 +9,9 @@
 //! 2. For any raw request path, a redirect's `Location` is `/<name>/` of a
 //!    routed name, or there is no redirect.
 //!
+//! Both run in config mode and in dns mode (`routes.resolve = "dns"`, with
+//! tart-sync's responder answering Caddy's lookups; `refresh` 100 ms).
+//!
 //! Case counts are bounded for `scripts/test` (`PROPTEST_CASES` raises them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -16,8 +19,11 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use e2e::backend::{fleet_ip, Backend};
+use e2e::dns::dns_env;
+use e2e::free_port;
 use e2e::headscale::SimNode;
 use e2e::raw::raw_get;
 use e2e::sync::{Rig, DOMAIN};
@@ -28,6 +34,7 @@ use tart_sync::context::Context;
 use tart_sync::controller;
 use tart_sync::headscale::HeadscaleClient;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 /// IPv4 backends on 127.0.0.2.. plus one on [::1], all on the rig's port.
 const V4_BACKENDS: [&str; 6] = ["b0", "b1", "b2", "b3", "b4", "b5"];
@@ -145,28 +152,73 @@ fn sim_nodes(fleet: &[Tart]) -> Vec<SimNode> {
         .collect()
 }
 
+fn with<'a>(extra: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    extra.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// A rig with the property fleet's backends, and one sync pass that may
 /// replace the whole fleet (the mass-removal guard is for real fleets).
 struct Prop {
     rig: Rig,
     _v6: Backend,
+    /// The settings of the mode under test (none: config mode).
+    extra: Vec<(&'static str, String)>,
+    /// dns mode: the context every sync shares, and its responder.
+    dns: Option<Responder>,
+}
+
+/// tart-sync's DNS responder on its own thread; stopped on drop.
+struct Responder {
+    ctx: Arc<Context>,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Prop {
-    async fn start(v: Version) -> Prop {
+    async fn start(v: Version, dns: bool) -> Prop {
         let rig = Rig::start(v, &V4_BACKENDS).await.unwrap();
         let v6 = Backend::start(V6_BACKEND, Ipv6Addr::LOCALHOST, rig.upstream_port)
             .await
             .expect("a backend on [::1] at the fleet's port");
-        Prop { rig, _v6: v6 }
+        let mut extra = Vec::new();
+        let mut responder = None;
+        if dns {
+            extra = dns_env(free_port());
+            extra.push(("TART_SYNC_DNS_REFRESH", "100ms".into()));
+            let ctx = Context::new(rig.settings(&with(&extra)));
+            let (stop, rx) = watch::channel(false);
+            let thread = tart_sync::dns::start(&ctx, rx).unwrap();
+            responder = Some(Responder { ctx, stop, thread });
+        }
+        Prop {
+            rig,
+            _v6: v6,
+            extra,
+            dns: responder,
+        }
     }
 
     async fn sync(&self, fleet: &[Tart]) {
         self.rig.hs.set_nodes(&sim_nodes(fleet)).await;
-        let settings = self.rig.settings(&[]);
-        let hs = HeadscaleClient::from_settings(&settings.headscale).unwrap();
-        let ctx: Arc<Context> = Context::new(settings);
+        let ctx: Arc<Context> = match &self.dns {
+            Some(r) => r.ctx.clone(),
+            None => Context::new(self.rig.settings(&with(&self.extra))),
+        };
+        let hs = HeadscaleClient::from_settings(&ctx.settings.headscale).unwrap();
         assert!(controller::once(&ctx, &hs, true).await.unwrap(), "sync");
+        if self.dns.is_some() {
+            // Caddy keeps an answer for `refresh` (100 ms).
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
     }
 }
 
@@ -233,19 +285,22 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn random_fleets_route_exactly_the_desired_names() {
     let rt = runtime();
-    for v in Version::ALL {
+    for (v, dns) in Version::ALL
+        .into_iter()
+        .flat_map(|v| [(v, false), (v, true)])
+    {
         if v.binary().is_none() {
             continue;
         }
-        let prop = rt.block_on(Prop::start(v));
+        let prop = rt.block_on(Prop::start(v, dns));
         let mut runner = TestRunner::new(Config {
-            cases: cases(10),
+            cases: cases(if dns { 6 } else { 10 }),
             failure_persistence: None,
             ..Config::default()
         });
         let result = runner.run(&fleet(), |fleet| rt.block_on(check_fleet(&prop, &fleet)));
         if let Err(e) = result {
-            panic!("{v:?}: {e}");
+            panic!("{v:?} (dns mode: {dns}): {e}");
         }
     }
 }
@@ -288,11 +343,14 @@ fn raw_target() -> impl Strategy<Value = String> {
 fn any_raw_path_redirects_only_to_a_routed_name() {
     let rt = runtime();
     let names = ["rhodes", "karoo"];
-    for v in Version::ALL {
+    for (v, dns) in Version::ALL
+        .into_iter()
+        .flat_map(|v| [(v, false), (v, true)])
+    {
         if v.binary().is_none() {
             continue;
         }
-        let prop = rt.block_on(Prop::start(v));
+        let prop = rt.block_on(Prop::start(v, dns));
         let fleet: Vec<Tart> = names
             .iter()
             .enumerate()
@@ -304,7 +362,7 @@ fn any_raw_path_redirects_only_to_a_routed_name() {
             .collect();
         rt.block_on(prop.sync(&fleet));
         let mut runner = TestRunner::new(Config {
-            cases: cases(300),
+            cases: cases(if dns { 200 } else { 300 }),
             failure_persistence: None,
             ..Config::default()
         });
@@ -322,7 +380,7 @@ fn any_raw_path_redirects_only_to_a_routed_name() {
             Ok(())
         });
         if let Err(e) = result {
-            panic!("{v:?}: {e}");
+            panic!("{v:?} (dns mode: {dns}): {e}");
         }
     }
 }

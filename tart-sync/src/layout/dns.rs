@@ -22,8 +22,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{route as config_route, Features, Fnv, HandlerOut, Ids, OwnedRoute, LAYOUT_VERSION};
-use crate::config::RouteSettings;
+use std::borrow::Cow;
+
+use super::{
+    forwarded_prefix, offline_route, proxy_handler, public, redirect_handler,
+    route as config_route, strip_prefix, Features, Fnv, HandlerOut, Ids, MapOut, MappingOut,
+    OwnedRoute, LAYOUT_VERSION,
+};
+use crate::config::{RouteMode, RouteSettings};
 use crate::desired::{Target, Targets};
 use crate::dns::OFFLINE_ADDRESS;
 
@@ -111,8 +117,133 @@ fn caddy_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
 }
 
+/// The `dynamic_upstreams` of the proxy: source `a`, the name
+/// `{http.vars.<stem>_name}.<zone>`, asked from this Caddy's resolver.
+fn dynamic_upstreams(ids: &Ids, routes: &RouteSettings, dns: &DnsRoute) -> Value {
+    json!({
+        "source": "a",
+        "name": format!("{{http.vars.{}}}.{}", ids.name_var, dns.zone),
+        "port": routes.upstream_port.to_string(),
+        "refresh": caddy_duration(dns.refresh),
+        "resolver": {"addresses": [dns.resolver]},
+    })
+}
+
+/// The error routes of the owned subroute: the offline page for a dial to
+/// [`OFFLINE_ADDRESS`], every other error raised again unchanged to the
+/// server's own handling.
+fn error_routes(ids: &Ids) -> Value {
+    let mut page = offline_route(ids);
+    page["match"] =
+        json!([{"vars": {"{http.reverse_proxy.upstream.host}": [OFFLINE_ADDRESS.to_string()]}}]);
+    json!({"routes": [
+        page,
+        {"handle": [{"handler": "error", "status_code": "{http.error.status_code}"}]},
+    ]})
+}
+
 /// The owned route in dns mode for `stable` (from [`stable_targets`]).
 pub fn route<'a>(
+    stable: &'a Targets,
+    routes: &RouteSettings,
+    features: Features,
+    dns: &DnsRoute,
+) -> OwnedRoute<'a> {
+    match routes.mode {
+        RouteMode::Path => path_route(stable, routes, features, dns),
+        RouteMode::Host => host_route(stable, routes, features, dns),
+    }
+}
+
+/// The owned route in dns mode, path mode. No per-request scan of the
+/// names: Caddy's `host` matcher binary-searches lists of over 100 hosts,
+/// so the route asks *it* whether a name is routed.
+///
+/// 1. The matcher captures the first path segment (`[a-z0-9-]+`) and
+///    whether a slash follows it.
+/// 2. The fallback map (`<prefix>-bucket-0`) maps each name to its
+///    last-written address. Nothing reads it on the hit path: the proxy's
+///    static upstream reads it straight (`{<stem>_upstream}`), which Caddy
+///    does only when the lookup fails.
+/// 3. `vars` (`<prefix>-rev`) keeps the name, the request's own
+///    `Host` (with its port) and the revision stamp.
+/// 4. A `headers` handler sets `Host` to `<name>.<zone>`; in the
+///    subroute, a route matching the `host`s of every routed name marks the
+///    request as known, the next route puts the request's own `Host` back
+///    (for every request), and the known ones are redirected (`/<name>`)
+///    or stripped and proxied (`/<name>/…`). An unknown name matches
+///    nothing more and falls through to the site with its `Host` intact.
+fn path_route<'a>(
+    stable: &'a Targets,
+    routes: &RouteSettings,
+    features: Features,
+    dns: &DnsRoute,
+) -> OwnedRoute<'a> {
+    let ids = Ids::new(&routes.id_prefix);
+    let stem = &ids.stem;
+    let name_ph = format!("{{http.regexp.{stem}.1}}");
+    let zone = dns.zone.trim_end_matches('.');
+    let fallback = MapOut {
+        id: ids.bucket_id(0),
+        handler: "map",
+        source: name_ph.clone(),
+        destinations: [ids.fallback_placeholder()],
+        mappings: stable
+            .iter()
+            .map(|(name, target)| MappingOut {
+                input: name,
+                outputs: [Cow::Borrowed(target.as_lookup())],
+            })
+            .collect(),
+        defaults: [""],
+    };
+    let vars = json!({
+        "@id": ids.rev,
+        "handler": "vars",
+        &ids.name_var: name_ph,
+        &ids.host_var: "{http.request.hostport}",
+        &ids.rev_var: revision(stable, routes, features, dns),
+    });
+    let set_host =
+        |host: String| json!({"handler": "headers", "request": {"set": {"Host": [host]}}});
+    // Targets is a BTreeMap: the hosts come sorted, as Caddy keeps them.
+    let hosts: Vec<String> = stable.keys().map(|n| format!("{n}.{zone}")).collect();
+    let known = |v: &str| json!([{"vars": {&ids.known_var: [v]}}]);
+    let mut proxy = proxy_handler(&super::proxy_dial(routes), routes, features);
+    proxy["dynamic_upstreams"] = dynamic_upstreams(&ids, routes, dns);
+    proxy["headers"] = forwarded_prefix(&ids);
+    let mut subroutes = vec![
+        json!({"match": [{"host": hosts}], "handle": [{"handler": "vars", &ids.known_var: format!("1{{http.regexp.{stem}.2}}")}]}),
+        json!({"handle": [set_host(format!("{{http.vars.{}}}", ids.host_var))]}),
+        json!({"match": known("1"), "handle": [redirect_handler(&ids)], "terminal": true}),
+        json!({"match": known("1/"), "handle": [strip_prefix(&ids), proxy], "terminal": true}),
+    ];
+    let mut matchers = vec![json!({
+        "host": [routes.domain],
+        "path_regexp": {"name": stem, "pattern": "^/([a-z0-9-]+)(/|$)"},
+    })];
+    if let Some(p) = &routes.public {
+        matchers.push(public::matcher(p, routes));
+        subroutes.insert(2, public::subroute(p, routes));
+    }
+    OwnedRoute {
+        id: ids.route.clone(),
+        matchers,
+        handle: vec![
+            HandlerOut::Map(fallback),
+            HandlerOut::Other(vars),
+            HandlerOut::Other(set_host(format!("{name_ph}.{zone}"))),
+            HandlerOut::Other(
+                json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(&ids)}),
+            ),
+        ],
+    }
+}
+
+/// The owned route in dns mode, host mode: config mode's route, with the
+/// proxy resolving through the responder and the offline page moved to the
+/// error routes.
+fn host_route<'a>(
     stable: &'a Targets,
     routes: &RouteSettings,
     features: Features,
@@ -121,15 +252,7 @@ pub fn route<'a>(
     let ids = Ids::new(&routes.id_prefix);
     let mut owned = config_route(stable, routes, features);
     let rev = revision(stable, routes, features, dns);
-    let name_ph = format!("{{http.vars.{}}}", ids.name_var);
-    let zone = dns.zone.as_str();
-    let dynamic = json!({
-        "source": "a",
-        "name": format!("{name_ph}.{zone}"),
-        "port": routes.upstream_port.to_string(),
-        "refresh": caddy_duration(dns.refresh),
-        "resolver": {"addresses": [dns.resolver]},
-    });
+    let dynamic = dynamic_upstreams(&ids, routes, dns);
     let offline_var = json!({ids.upstream_var.clone(): [Target::OFFLINE_LOOKUP]});
     for handler in &mut owned.handle {
         let HandlerOut::Other(value) = handler else {
@@ -142,26 +265,12 @@ pub fn route<'a>(
             continue;
         }
         // The offline page's route of config mode: in dns mode the page is
-        // answered by the error route below (no output is ever `offline`).
-        let offline_page = value
-            .get_mut("routes")
-            .and_then(Value::as_array_mut)
-            .and_then(|rs| {
-                let i = rs
-                    .iter()
-                    .position(|r| r["match"][0]["vars"] == offline_var)?;
-                Some(rs.remove(i))
-            });
-        for r in value
-            .get_mut("routes")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            for h in r
-                .get_mut("handle")
-                .and_then(Value::as_array_mut)
-                .into_iter()
+        // an error route (no output is ever `offline`).
+        if let Some(rs) = value.get_mut("routes").and_then(Value::as_array_mut) {
+            rs.retain(|r| r["match"][0]["vars"] != offline_var);
+            for h in rs
+                .iter_mut()
+                .filter_map(|r| r.get_mut("handle").and_then(Value::as_array_mut))
                 .flatten()
             {
                 if h.get("handler").and_then(Value::as_str) == Some("reverse_proxy") {
@@ -169,16 +278,7 @@ pub fn route<'a>(
                 }
             }
         }
-        let mut errors = Vec::new();
-        if let Some(mut page) = offline_page {
-            page["match"] = json!([{"vars": {"{http.reverse_proxy.upstream.host}": [OFFLINE_ADDRESS.to_string()]}}]);
-            errors.push(page);
-        }
-        // Every other error: raised again, unchanged, to the server's own handling.
-        errors.push(
-            json!({"handle": [{"handler": "error", "status_code": "{http.error.status_code}"}]}),
-        );
-        value["errors"] = json!({"routes": errors});
+        value["errors"] = error_routes(&ids);
     }
     owned
 }
@@ -252,47 +352,125 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_proxy_resolves_through_the_responder_and_errors_become_the_offline_page() {
-        let written = stable_targets(&table(&[("a", Some("100.64.0.1:80"))]), &Targets::new(), 80);
-        let route = route(&written, &routes(), Features::default(), &dns());
-        let v = serde_json::to_value(&route).unwrap();
-        let text = v.to_string();
-        let sub = v["handle"].as_array().unwrap().last().unwrap();
-        // The offline page is only an error route: no route of the subroute answers 503.
-        assert!(
-            !sub["routes"].to_string().contains("\"status_code\":503"),
-            "{sub}"
-        );
-        let proxy = sub["routes"]
+    /// The `reverse_proxy` handler anywhere in the subroute's routes.
+    fn proxy_of(sub: &Value) -> Value {
+        sub["routes"]
             .as_array()
             .unwrap()
             .iter()
             .flat_map(|r| r["handle"].as_array().unwrap())
             .find(|h| h["handler"] == "reverse_proxy")
-            .unwrap();
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn the_proxy_resolves_through_the_responder_and_errors_become_the_offline_page() {
+        let written = stable_targets(&table(&[("a", Some("100.64.0.1:80"))]), &Targets::new(), 80);
+        for (mode, dial) in [
+            ("path", "{tart_sync_upstream}"),
+            ("host", "{http.vars.tart_sync_upstream}"),
+        ] {
+            let mut routes = routes();
+            routes.mode = if mode == "path" {
+                RouteMode::Path
+            } else {
+                RouteMode::Host
+            };
+            let route = route(&written, &routes, Features::default(), &dns());
+            let v = serde_json::to_value(&route).unwrap();
+            let text = v.to_string();
+            let sub = v["handle"].as_array().unwrap().last().unwrap();
+            // The offline page is only an error route: no route of the subroute answers 503.
+            assert!(
+                !sub["routes"].to_string().contains("\"status_code\":503"),
+                "{mode}: {sub}"
+            );
+            let proxy = proxy_of(sub);
+            assert_eq!(
+                proxy["dynamic_upstreams"]["name"],
+                "{http.vars.tart_sync_name}.tart-sync.internal."
+            );
+            assert_eq!(
+                proxy["dynamic_upstreams"]["resolver"]["addresses"][0],
+                "udp/127.0.0.1:5380"
+            );
+            assert_eq!(proxy["upstreams"][0]["dial"], dial, "{mode}");
+            let errors = sub["errors"]["routes"].as_array().unwrap();
+            assert_eq!(errors.len(), 2);
+            assert_eq!(errors[0]["handle"][0]["status_code"], 503);
+            assert_eq!(
+                errors[0]["match"][0]["vars"]["{http.reverse_proxy.upstream.host}"][0],
+                "255.255.255.255"
+            );
+            // The route reads back as itself, with its fallback table.
+            let live = RouteForm::parse(&text).unwrap();
+            assert!(live.matches(&route), "{mode}");
+            assert_eq!(live.targets(), written);
+        }
+    }
+
+    #[test]
+    fn in_path_mode_caddy_asks_its_host_matcher_not_a_map_whether_a_name_is_routed() {
+        // 150 names (over 100: Caddy binary-searches the host list).
+        let fleet: Targets = (0..150)
+            .map(|i| {
+                (
+                    format!("t{i:03}"),
+                    Target::Dial(format!("100.64.0.{}:80", i + 1)),
+                )
+            })
+            .collect();
+        let owned = route(&fleet, &routes(), Features::default(), &dns());
+        let v = serde_json::to_value(&owned).unwrap();
+        let handle = v["handle"].as_array().unwrap();
+        let handlers: Vec<&str> = handle
+            .iter()
+            .map(|h| h["handler"].as_str().unwrap())
+            .collect();
+        // One map only (the fallback, read lazily), no index, no buckets.
+        assert_eq!(handlers, ["map", "vars", "headers", "subroute"]);
+        assert_eq!(handle[0]["destinations"][0], "{tart_sync_upstream}");
+        assert_eq!(handle[0]["mappings"].as_array().unwrap().len(), 150);
+        assert_eq!(handle[1]["tart_sync_host"], "{http.request.hostport}");
         assert_eq!(
-            proxy["dynamic_upstreams"]["name"],
-            "{http.vars.tart_sync_name}.tart-sync.internal."
+            handle[2]["request"]["set"]["Host"][0],
+            "{http.regexp.tart_sync.1}.tart-sync.internal"
         );
+        let routes_ = handle[3]["routes"].as_array().unwrap();
+        let hosts: Vec<&str> = routes_[0]["match"][0]["host"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect();
+        assert_eq!(hosts.len(), 150);
+        assert!(
+            hosts.windows(2).all(|w| w[0] < w[1]),
+            "sorted, as Caddy searches them"
+        );
+        assert_eq!(hosts[0], "t000.tart-sync.internal");
+        // Every request gets its own Host back before anything answers it.
         assert_eq!(
-            proxy["dynamic_upstreams"]["resolver"]["addresses"][0],
-            "udp/127.0.0.1:5380"
+            routes_[1]["handle"][0]["request"]["set"]["Host"][0],
+            "{http.vars.tart_sync_host}"
         );
-        assert_eq!(
-            proxy["upstreams"][0]["dial"],
-            "{http.vars.tart_sync_upstream}"
-        );
-        let errors = sub["errors"]["routes"].as_array().unwrap();
-        assert_eq!(errors.len(), 2);
-        assert_eq!(errors[0]["handle"][0]["status_code"], 503);
-        assert_eq!(
-            errors[0]["match"][0]["vars"]["{http.reverse_proxy.upstream.host}"][0],
-            "255.255.255.255"
-        );
-        // The route reads back as itself, with its fallback table.
-        let live = RouteForm::parse(&text).unwrap();
-        assert!(live.matches(&route));
-        assert_eq!(live.targets(), written);
+        assert!(routes_[1].get("match").is_none());
+        assert_eq!(routes_[2]["match"][0]["vars"]["tart_sync_known"][0], "1");
+        assert_eq!(routes_[2]["handle"][0]["status_code"], 308);
+        assert_eq!(routes_[3]["match"][0]["vars"]["tart_sync_known"][0], "1/");
+        assert_eq!(routes_[3]["handle"][0]["handler"], "rewrite");
+        // The public page's route, when on, comes after the Host is back.
+        let mut with_public = routes();
+        with_public.public = Some(crate::config::PublicRoute {
+            path: "/".into(),
+            dial: "127.0.0.1:8081".into(),
+        });
+        let v =
+            serde_json::to_value(route(&fleet, &with_public, Features::default(), &dns())).unwrap();
+        assert_eq!(v["match"].as_array().unwrap().len(), 2);
+        let rs = v["handle"][3]["routes"].as_array().unwrap();
+        assert_eq!(rs.len(), 5);
+        assert_eq!(rs[2]["match"][0]["path"], json!(["/", "/api/tarts.json"]));
     }
 }

@@ -50,7 +50,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::{RouteMode, RouteSettings};
+use crate::config::{Resolve, RouteMode, RouteSettings};
 use crate::desired::{Target, Targets};
 
 pub use diff::{proxied_count, Diff};
@@ -89,6 +89,10 @@ pub struct Ids {
     pub name_var: String,
     /// The index map's output, the lookup of the name: `<stem>_lookup`.
     pub lookup_var: String,
+    /// dns mode: the request's own `Host`, kept while the name is looked up: `<stem>_host`.
+    pub host_var: String,
+    /// dns mode: set for a routed name, `1` or `1/` (followed by a slash): `<stem>_known`.
+    pub known_var: String,
 }
 
 impl Ids {
@@ -104,6 +108,8 @@ impl Ids {
             upstream_var: format!("{stem}_upstream"),
             name_var: format!("{stem}_name"),
             lookup_var: format!("{stem}_lookup"),
+            host_var: format!("{stem}_host"),
+            known_var: format!("{stem}_known"),
             stem,
         }
     }
@@ -117,6 +123,13 @@ impl Ids {
     /// the one upstream address Caddy lists for every TART.
     pub fn upstream_placeholder(&self) -> String {
         format!("{{http.vars.{}}}", self.upstream_var)
+    }
+
+    /// dns mode (path): the static upstream, `{<stem>_upstream}`, read
+    /// straight from the fallback map, so Caddy scans that map only when a
+    /// lookup fails.
+    pub fn fallback_placeholder(&self) -> String {
+        format!("{{{}}}", self.upstream_var)
     }
 
     /// The variable bucket map `i` writes: `<stem>_b<i>`.
@@ -135,12 +148,83 @@ pub fn node_url(routes: &RouteSettings, name: &str) -> String {
     }
 }
 
+/// The static upstream the owned route's proxy lists, as Caddy's
+/// `/reverse_proxy/upstreams` shows it: the dns-mode path route reads the
+/// fallback map straight ([`Ids::fallback_placeholder`]), every other
+/// route the request's variable ([`Ids::upstream_placeholder`]).
+pub fn proxy_dial(routes: &RouteSettings) -> String {
+    let ids = Ids::new(&routes.id_prefix);
+    match (routes.resolve, routes.mode) {
+        (Resolve::Dns, RouteMode::Path) => ids.fallback_placeholder(),
+        _ => ids.upstream_placeholder(),
+    }
+}
+
 /// The host of the site that carries the routes: `domain`, or `*.domain` in host mode.
 pub fn site_host(routes: &RouteSettings) -> String {
     match routes.mode {
         RouteMode::Path => routes.domain.clone(),
         RouteMode::Host => format!("*.{}", routes.domain),
     }
+}
+
+/// The route of the owned subroute that answers an offline TART at once:
+/// 503 with a small page naming it (`{http.vars.<stem>_name}`), matched on
+/// the offline sentinel of config mode. dns mode moves it to the error
+/// routes, matched on the offline address instead.
+pub(crate) fn offline_route(ids: &Ids) -> Value {
+    let var_name = &ids.name_var;
+    let offline_page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{{http.vars.{var_name}}} is offline</title></head>\
+<body style=\"font-family:sans-serif;margin:2em\"><h1>TART {{http.vars.{var_name}}} is offline</h1>\
+<p>This telescope is not connected right now. The page will work again when it reconnects.</p></body></html>\n"
+    );
+    json!({
+        "match": [{"vars": {&ids.upstream_var: [Target::OFFLINE_LOOKUP]}}],
+        "handle": [{
+            "handler": "static_response",
+            "status_code": 503,
+            "headers": {"Content-Type": ["text/html; charset=utf-8"], "Retry-After": ["30"], "Cache-Control": ["no-store"]},
+            "body": offline_page,
+        }],
+        "terminal": true,
+    })
+}
+
+/// The `reverse_proxy` handler of the owned route: one upstream `dial`
+/// (a placeholder), and `stream_close_delay` where Caddy has it.
+pub(crate) fn proxy_handler(dial: &str, routes: &RouteSettings, features: Features) -> Value {
+    let mut proxy = json!({
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": dial}],
+    });
+    if features.stream_close_delay && !routes.stream_close_delay.is_zero() {
+        proxy["stream_close_delay"] = json!(humantime::format_duration(routes.stream_close_delay)
+            .to_string()
+            .replace(' ', ""));
+    }
+    proxy
+}
+
+/// The proxy's request headers in path mode: `X-Forwarded-Prefix: /<name>`.
+pub(crate) fn forwarded_prefix(ids: &Ids) -> Value {
+    json!({"request": {"set": {"X-Forwarded-Prefix": [format!("/{{http.vars.{}}}", ids.name_var)]}}})
+}
+
+/// The `rewrite` that strips `/<name>` before proxying (path mode).
+pub(crate) fn strip_prefix(ids: &Ids) -> Value {
+    json!({"handler": "rewrite", "strip_path_prefix": format!("/{{http.vars.{}}}", ids.name_var)})
+}
+
+/// The answer to `/<name>` without its slash: 308 to `/<name>/`, built from
+/// the validated name only, never from the raw request path (which may hold
+/// `//evil.example/..`).
+pub(crate) fn redirect_handler(ids: &Ids) -> Value {
+    json!({
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [format!("/{{http.vars.{}}}/", ids.name_var)]},
+    })
 }
 
 /// The bucket key of a name: its last two characters (all of a one-character name).
@@ -187,7 +271,7 @@ struct MappingOut<'a> {
 
 /// Version of this layout, part of every revision stamp: a tart-sync that
 /// writes a different layout rewrites the route even if the fleet is the same.
-const LAYOUT_VERSION: &str = concat!("layout-3/", env!("CARGO_PKG_VERSION"));
+const LAYOUT_VERSION: &str = concat!("layout-4/", env!("CARGO_PKG_VERSION"));
 
 /// The revision stamp of a desired route: a stable 64-bit FNV-1a hash of the
 /// layout version, the settings that shape the route, the features, and every
@@ -322,55 +406,24 @@ pub fn route<'a>(
     handle.push(HandlerOut::Other(Value::Object(vars)));
 
     let known = json!([{ "vars": { var_upstream: [""] } }]);
-    let mut proxy = json!({
-        "handler": "reverse_proxy",
-        "upstreams": [{"dial": ids.upstream_placeholder()}],
-    });
-    if features.stream_close_delay && !routes.stream_close_delay.is_zero() {
-        proxy["stream_close_delay"] = json!(humantime::format_duration(routes.stream_close_delay)
-            .to_string()
-            .replace(' ', ""));
-    }
-    let offline_page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{{http.vars.{var_name}}} is offline</title></head>\
-<body style=\"font-family:sans-serif;margin:2em\"><h1>TART {{http.vars.{var_name}}} is offline</h1>\
-<p>This telescope is not connected right now. The page will work again when it reconnects.</p></body></html>\n"
-    );
-    let offline = json!({
-        "match": [{"vars": {var_upstream: [OFFLINE]}}],
-        "handle": [{
-            "handler": "static_response",
-            "status_code": 503,
-            "headers": {"Content-Type": ["text/html; charset=utf-8"], "Retry-After": ["30"], "Cache-Control": ["no-store"]},
-            "body": offline_page,
-        }],
-        "terminal": true,
-    });
+    let mut proxy = proxy_handler(&ids.upstream_placeholder(), routes, features);
+    let offline = offline_route(&ids);
     let proxied = json!([{"not": [{"vars": {var_upstream: ["", OFFLINE]}}]}]);
     let (matcher, subroutes) = match routes.mode {
         RouteMode::Path => {
-            proxy["headers"] = json!({"request": {"set": {"X-Forwarded-Prefix": [format!("/{{http.vars.{var_name}}}")]}}});
+            proxy["headers"] = forwarded_prefix(&ids);
             let matcher = json!({
                 "host": [routes.domain],
                 "path_regexp": {"name": stem, "pattern": "^/([a-z0-9-]*?([a-z0-9-]{1,2}))(?:/|$)"},
             });
             let redirect = json!({
                 "match": [{"path_regexp": {"pattern": "^/[a-z0-9-]+$"}, "not": known}],
-                "handle": [{
-                    "handler": "static_response",
-                    "status_code": 308,
-                    // Built from the validated name only, never from the raw
-                    // request path (which may hold `//evil.example/..`).
-                    "headers": {"Location": [format!("/{{http.vars.{var_name}}}/")]},
-                }],
+                "handle": [redirect_handler(&ids)],
                 "terminal": true,
             });
             let proxy_route = json!({
                 "match": proxied,
-                "handle": [
-                    {"handler": "rewrite", "strip_path_prefix": format!("/{{http.vars.{var_name}}}")},
-                    proxy,
-                ],
+                "handle": [strip_prefix(&ids), proxy],
                 "terminal": true,
             });
             (matcher, vec![redirect, offline, proxy_route])

@@ -141,7 +141,6 @@ use crate::context::{CaddyStatus, Context, HeadscaleStatus, SyncState};
 use crate::desired::{NodeState, Skipped};
 use crate::health::ProbeResult;
 use crate::history::{StoreStatus, Summary};
-use crate::layout::Ids;
 
 use super::upstreams::{Health, HealthSource, UpstreamHealth};
 
@@ -362,7 +361,7 @@ pub(super) fn build(ctx: &Context, state: SyncState, health: &Health) -> Report 
         caddies: state.caddies,
         nodes,
         skipped: desired.skipped.clone(),
-        tart_upstream: health_of(&Ids::new(&routes.id_prefix).upstream_placeholder()),
+        tart_upstream: health_of(&crate::layout::proxy_dial(routes)),
         polled,
         health_known: health.is_some(),
         dns: (routes.resolve == crate::config::Resolve::Dns).then(|| DnsReport {
