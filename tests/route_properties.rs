@@ -242,6 +242,9 @@ async fn check_fleet(p: &Prop, fleet: &[Tart]) -> Result<(), TestCaseError> {
                     t.name
                 );
                 prop_assert_eq!(&v["path"], "/probe?q=1");
+                // The request's own Host (dns mode rewrites it to ask Caddy's
+                // host matcher, and must put it back).
+                prop_assert_eq!(&v["host"], DOMAIN);
                 prop_assert_eq!(&v["forwarded_prefix"], &*format!("/{}", t.name));
             }
             Liveness::Offline => {

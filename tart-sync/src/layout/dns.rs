@@ -1,9 +1,16 @@
-//! The owned route in dns mode (`routes.resolve = "dns"`): the same route
-//! (matcher, index and bucket maps, `vars`, subroute), but the proxy looks
+//! The owned route in dns mode (`routes.resolve = "dns"`): the proxy looks
 //! the TART's address up from tart-sync's responder (`dynamic_upstreams`
-//! source `a`), so the config carries only the set of names:
+//! source `a`), so the config carries only the set of names.
 //!
-//! - Each bucket map's output is the name's *fallback* address: its
+//! In path mode the route has no index or bucket maps on the hit path
+//! (`path_route`): Caddy's `host` matcher, which binary-searches lists of
+//! over 100 hosts, answers whether a name is routed (measured at 10,000
+//! TARTs on Caddy 2.11.7: the map layout spent about 10 µs of Caddy CPU per
+//! request scanning and registering its maps; see BENCHMARKS.md). Host mode
+//! keeps config mode's route with the proxy and error routes below.
+//!
+//! - The map output (path mode: one fallback map; host mode: the bucket
+//!   maps) is the name's *fallback* address: its
 //!   address as of the last write (or the offline sentinel for a name first
 //!   seen offline). A move or a flap never rewrites it ([`stable_targets`]
 //!   keeps the live outputs while the names are the same); the write that a
