@@ -249,7 +249,8 @@ async fn check_fleet(p: &Prop, fleet: &[Tart]) -> Result<(), TestCaseError> {
             }
             Liveness::Offline => {
                 prop_assert_eq!(answer.status, 503, "{} is offline", t.name);
-                prop_assert!(answer.body.contains("is offline"), "{}", answer.body);
+                let page = format!("TART {} is offline", t.name);
+                prop_assert!(answer.body.contains(&page), "{}", answer.body);
             }
         }
         let bare = raw_get(p.rig.http_port, DOMAIN, &format!("/{}", t.name)).await;

@@ -125,11 +125,12 @@ fn caddy_duration(d: Duration) -> String {
 }
 
 /// The `dynamic_upstreams` of the proxy: source `a`, the name
-/// `{http.vars.<stem>_name}.<zone>`, asked from this Caddy's resolver.
-fn dynamic_upstreams(ids: &Ids, routes: &RouteSettings, dns: &DnsRoute) -> Value {
+/// `<name>.<zone>` (`name`: the placeholder of the TART's name), asked from
+/// this Caddy's resolver.
+fn dynamic_upstreams(name: &str, routes: &RouteSettings, dns: &DnsRoute) -> Value {
     json!({
         "source": "a",
-        "name": format!("{{http.vars.{}}}.{}", ids.name_var, dns.zone),
+        "name": format!("{name}.{}", dns.zone),
         "port": routes.upstream_port.to_string(),
         "refresh": caddy_duration(dns.refresh),
         "resolver": {"addresses": [dns.resolver]},
@@ -139,8 +140,8 @@ fn dynamic_upstreams(ids: &Ids, routes: &RouteSettings, dns: &DnsRoute) -> Value
 /// The error routes of the owned subroute: the offline page for a dial to
 /// [`OFFLINE_ADDRESS`], every other error raised again unchanged to the
 /// server's own handling.
-fn error_routes(ids: &Ids) -> Value {
-    let mut page = offline_route(ids);
+fn error_routes(ids: &Ids, name: &str) -> Value {
+    let mut page = offline_route(ids, name);
     page["match"] =
         json!([{"vars": {"{http.reverse_proxy.upstream.host}": [OFFLINE_ADDRESS.to_string()]}}]);
     json!({"routes": [
@@ -172,8 +173,10 @@ pub fn route<'a>(
 ///    last-written address. Nothing reads it on the hit path: the proxy's
 ///    static upstream reads it straight (`{<stem>_upstream}`), which Caddy
 ///    does only when the lookup fails.
-/// 3. `vars` (`<prefix>-rev`) keeps the name, the request's own
-///    `Host` (with its port) and the revision stamp.
+/// 3. `vars` (`<prefix>-rev`) keeps the request's own `Host` (with its
+///    port) and the revision stamp; everything else reads the name straight
+///    from the matcher's capture (`{http.regexp.<stem>.1}`, which no later
+///    matcher or rewrite changes).
 /// 4. A `headers` handler sets `Host` to `<name>.<zone>`; in the
 ///    subroute, a route matching the `host`s of every routed name marks the
 ///    request as known, the next route puts the request's own `Host` back
@@ -207,7 +210,6 @@ fn path_route<'a>(
     let vars = json!({
         "@id": ids.rev,
         "handler": "vars",
-        &ids.name_var: name_ph,
         &ids.host_var: "{http.request.hostport}",
         &ids.rev_var: revision(stable, routes, features, dns),
     });
@@ -217,13 +219,13 @@ fn path_route<'a>(
     let hosts: Vec<String> = stable.keys().map(|n| format!("{n}.{zone}")).collect();
     let known = |v: &str| json!([{"vars": {&ids.known_var: [v]}}]);
     let mut proxy = proxy_handler(&super::proxy_dial(routes), routes, features);
-    proxy["dynamic_upstreams"] = dynamic_upstreams(&ids, routes, dns);
-    proxy["headers"] = forwarded_prefix(&ids);
+    proxy["dynamic_upstreams"] = dynamic_upstreams(&name_ph, routes, dns);
+    proxy["headers"] = forwarded_prefix(&name_ph);
     let mut subroutes = vec![
         json!({"match": [{"host": hosts}], "handle": [{"handler": "vars", &ids.known_var: format!("1{{http.regexp.{stem}.2}}")}]}),
         json!({"handle": [set_host(format!("{{http.vars.{}}}", ids.host_var))]}),
-        json!({"match": known("1"), "handle": [redirect_handler(&ids)], "terminal": true}),
-        json!({"match": known("1/"), "handle": [strip_prefix(&ids), proxy], "terminal": true}),
+        json!({"match": known("1"), "handle": [redirect_handler(&name_ph)], "terminal": true}),
+        json!({"match": known("1/"), "handle": [strip_prefix(&name_ph), proxy], "terminal": true}),
     ];
     let mut matchers = vec![json!({
         "host": [routes.domain],
@@ -241,7 +243,7 @@ fn path_route<'a>(
             HandlerOut::Other(vars),
             HandlerOut::Other(set_host(format!("{name_ph}.{zone}"))),
             HandlerOut::Other(
-                json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(&ids)}),
+                json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(&ids, &name_ph)}),
             ),
         ],
     }
@@ -259,7 +261,7 @@ fn host_route<'a>(
     let ids = Ids::new(&routes.id_prefix);
     let mut owned = config_route(stable, routes, features);
     let rev = revision(stable, routes, features, dns);
-    let dynamic = dynamic_upstreams(&ids, routes, dns);
+    let dynamic = dynamic_upstreams(&ids.name_placeholder(), routes, dns);
     let offline_var = json!({ids.upstream_var.clone(): [Target::OFFLINE_LOOKUP]});
     for handler in &mut owned.handle {
         let HandlerOut::Other(value) = handler else {
@@ -285,7 +287,7 @@ fn host_route<'a>(
                 }
             }
         }
-        value["errors"] = error_routes(&ids);
+        value["errors"] = error_routes(&ids, &ids.name_placeholder());
     }
     owned
 }
@@ -374,9 +376,13 @@ mod tests {
     #[test]
     fn the_proxy_resolves_through_the_responder_and_errors_become_the_offline_page() {
         let written = stable_targets(&table(&[("a", Some("100.64.0.1:80"))]), &Targets::new(), 80);
-        for (mode, dial) in [
-            ("path", "{tart_sync_upstream}"),
-            ("host", "{http.vars.tart_sync_upstream}"),
+        for (mode, dial, name) in [
+            ("path", "{tart_sync_upstream}", "{http.regexp.tart_sync.1}"),
+            (
+                "host",
+                "{http.vars.tart_sync_upstream}",
+                "{http.vars.tart_sync_name}",
+            ),
         ] {
             let mut routes = routes();
             routes.mode = if mode == "path" {
@@ -396,7 +402,7 @@ mod tests {
             let proxy = proxy_of(sub);
             assert_eq!(
                 proxy["dynamic_upstreams"]["name"],
-                "{http.vars.tart_sync_name}.tart-sync.internal."
+                format!("{name}.tart-sync.internal.")
             );
             assert_eq!(
                 proxy["dynamic_upstreams"]["resolver"]["addresses"][0],

@@ -125,6 +125,11 @@ impl Ids {
         format!("{{http.vars.{}}}", self.upstream_var)
     }
 
+    /// The TART's name as config mode's route reads it: `{http.vars.<stem>_name}`.
+    pub fn name_placeholder(&self) -> String {
+        format!("{{http.vars.{}}}", self.name_var)
+    }
+
     /// dns mode (path): the static upstream, `{<stem>_upstream}`, read
     /// straight from the fallback map, so Caddy scans that map only when a
     /// lookup fails.
@@ -170,13 +175,13 @@ pub fn site_host(routes: &RouteSettings) -> String {
 
 /// The route of the owned subroute that answers an offline TART at once:
 /// 503 with a small page naming it (`{http.vars.<stem>_name}`), matched on
-/// the offline sentinel of config mode. dns mode moves it to the error
-/// routes, matched on the offline address instead.
-pub(crate) fn offline_route(ids: &Ids) -> Value {
-    let var_name = &ids.name_var;
+/// the offline sentinel of config mode (`name`: the placeholder of the
+/// TART's name). dns mode moves it to the error routes, matched on the
+/// offline address instead.
+pub(crate) fn offline_route(ids: &Ids, name: &str) -> Value {
     let offline_page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{{http.vars.{var_name}}} is offline</title></head>\
-<body style=\"font-family:sans-serif;margin:2em\"><h1>TART {{http.vars.{var_name}}} is offline</h1>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{name} is offline</title></head>\
+<body style=\"font-family:sans-serif;margin:2em\"><h1>TART {name} is offline</h1>\
 <p>This telescope is not connected right now. The page will work again when it reconnects.</p></body></html>\n"
     );
     json!({
@@ -206,24 +211,25 @@ pub(crate) fn proxy_handler(dial: &str, routes: &RouteSettings, features: Featur
     proxy
 }
 
-/// The proxy's request headers in path mode: `X-Forwarded-Prefix: /<name>`.
-pub(crate) fn forwarded_prefix(ids: &Ids) -> Value {
-    json!({"request": {"set": {"X-Forwarded-Prefix": [format!("/{{http.vars.{}}}", ids.name_var)]}}})
+/// The proxy's request headers in path mode: `X-Forwarded-Prefix: /<name>`
+/// (`name`: the placeholder of the TART's name, as in the functions below).
+pub(crate) fn forwarded_prefix(name: &str) -> Value {
+    json!({"request": {"set": {"X-Forwarded-Prefix": [format!("/{name}")]}}})
 }
 
 /// The `rewrite` that strips `/<name>` before proxying (path mode).
-pub(crate) fn strip_prefix(ids: &Ids) -> Value {
-    json!({"handler": "rewrite", "strip_path_prefix": format!("/{{http.vars.{}}}", ids.name_var)})
+pub(crate) fn strip_prefix(name: &str) -> Value {
+    json!({"handler": "rewrite", "strip_path_prefix": format!("/{name}")})
 }
 
 /// The answer to `/<name>` without its slash: 308 to `/<name>/`, built from
 /// the validated name only, never from the raw request path (which may hold
 /// `//evil.example/..`).
-pub(crate) fn redirect_handler(ids: &Ids) -> Value {
+pub(crate) fn redirect_handler(name: &str) -> Value {
     json!({
         "handler": "static_response",
         "status_code": 308,
-        "headers": {"Location": [format!("/{{http.vars.{}}}/", ids.name_var)]},
+        "headers": {"Location": [format!("/{name}/")]},
     })
 }
 
@@ -407,23 +413,24 @@ pub fn route<'a>(
 
     let known = json!([{ "vars": { var_upstream: [""] } }]);
     let mut proxy = proxy_handler(&ids.upstream_placeholder(), routes, features);
-    let offline = offline_route(&ids);
+    let name_var_ph = ids.name_placeholder();
+    let offline = offline_route(&ids, &name_var_ph);
     let proxied = json!([{"not": [{"vars": {var_upstream: ["", OFFLINE]}}]}]);
     let (matcher, subroutes) = match routes.mode {
         RouteMode::Path => {
-            proxy["headers"] = forwarded_prefix(&ids);
+            proxy["headers"] = forwarded_prefix(&name_var_ph);
             let matcher = json!({
                 "host": [routes.domain],
                 "path_regexp": {"name": stem, "pattern": "^/([a-z0-9-]*?([a-z0-9-]{1,2}))(?:/|$)"},
             });
             let redirect = json!({
                 "match": [{"path_regexp": {"pattern": "^/[a-z0-9-]+$"}, "not": known}],
-                "handle": [redirect_handler(&ids)],
+                "handle": [redirect_handler(&name_var_ph)],
                 "terminal": true,
             });
             let proxy_route = json!({
                 "match": proxied,
-                "handle": [strip_prefix(&ids), proxy],
+                "handle": [strip_prefix(&name_var_ph), proxy],
                 "terminal": true,
             });
             (matcher, vec![redirect, offline, proxy_route])
