@@ -123,7 +123,7 @@ async fn each_caddy_asks_its_own_resolver_address() {
         format!("udp/127.0.0.1:{dns_port},udp/127.0.0.5:{}", relay.port),
     ));
     extra.push(("TART_SYNC_ROUTES_OFFLINE_GRACE", "1s".into()));
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = e2e::dns::env_refs(&extra);
     let _daemon = DnsDaemon::start(rig.settings(&extra)).await;
     let http = rig.http.clone();
     for port in [rig.http_port, second_port] {

@@ -29,10 +29,6 @@ fn dns_extra(port: u16) -> Vec<(&'static str, String)> {
     extra
 }
 
-fn with<'a>(extra: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    extra.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 fn go_offline(node: &mut e2e::headscale::SimNode) {
     node.online = false;
     node.last_seen = OffsetDateTime::now_utc() - time::Duration::hours(1);
@@ -95,7 +91,7 @@ async fn flaps_and_moves_cost_no_config_write_and_keep_websockets_open() {
         let mut nodes = rig.nodes();
         rig.hs.set_nodes(&nodes).await;
         let extra = dns_extra(free_udp_port());
-        let daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        let daemon = DnsDaemon::start(rig.settings(&e2e::dns::env_refs(&extra))).await;
         assert!(rig.wait_for("/alpha/", "alpha", Duration::from_secs(10)).await, "{v:?}");
         assert!(rig.wait_for("/beta/", "beta", Duration::from_secs(5)).await, "{v:?}");
         let before = writes(&rig).await;
@@ -190,7 +186,7 @@ async fn a_name_costs_one_write_and_unknown_names_fall_through() {
         let gamma = nodes.pop().unwrap();
         rig.hs.set_nodes(&nodes).await;
         let extra = dns_extra(free_udp_port());
-        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        let _daemon = DnsDaemon::start(rig.settings(&e2e::dns::env_refs(&extra))).await;
         assert!(
             rig.wait_for("/alpha/", "alpha", Duration::from_secs(10))
                 .await,
@@ -258,7 +254,7 @@ async fn a_dial_error_to_an_online_tart_is_not_the_offline_page() {
         let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
         rig.hs.set_nodes(&rig.nodes()).await;
         let extra = dns_extra(free_udp_port());
-        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        let _daemon = DnsDaemon::start(rig.settings(&e2e::dns::env_refs(&extra))).await;
         assert!(
             rig.wait_for("/beta/", "beta", Duration::from_secs(10))
                 .await,
@@ -290,7 +286,7 @@ async fn host_mode_resolves_through_the_responder_too() {
         rig.hs.set_nodes(&nodes).await;
         let mut extra = dns_extra(free_udp_port());
         extra.push(("TART_SYNC_ROUTES_MODE", "host".into()));
-        let _daemon = DnsDaemon::start(rig.settings(&with(&extra))).await;
+        let _daemon = DnsDaemon::start(rig.settings(&e2e::dns::env_refs(&extra))).await;
         let who = |host: &'static str| {
             let rig = &rig;
             async move { rig.get_host(host, "/some/path").await }

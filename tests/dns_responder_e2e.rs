@@ -25,7 +25,7 @@ async fn responder(rig: &Rig, unlimited: &str, rate: &str) -> (DnsDaemon, Socket
     let mut extra = dns_env(port);
     extra.push(("TART_SYNC_DNS_UNLIMITED", unlimited.into()));
     extra.push(("TART_SYNC_DNS_RATE_LIMIT", rate.into()));
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = e2e::dns::env_refs(&extra);
     let daemon = DnsDaemon::start(rig.settings(&extra)).await;
     let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // Ready once the first desired state is published.
@@ -246,7 +246,7 @@ async fn plan_shows_the_dns_answers_and_no_change_for_a_flap() {
     rig.hs.set_nodes(&nodes).await;
     let mut extra = dns_env(free_udp_port());
     extra.push(("TART_SYNC_ROUTES_OFFLINE_GRACE", "1s".into()));
-    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let extra = e2e::dns::env_refs(&extra);
     let env = rig.env(&extra);
     let (code, out) = cli(&env, &["once"]);
     assert_eq!(code, Some(0), "{out}");

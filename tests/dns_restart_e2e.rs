@@ -38,7 +38,7 @@ async fn online_tarts_keep_answering_through_a_restart() {
         rig.hs.set_nodes(&rig.nodes()).await;
         let mut extra = dns_env(free_udp_port());
         extra.push(("TART_SYNC_DNS_REFRESH", "1s".into()));
-        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let extra = e2e::dns::env_refs(&extra);
         let env = rig.env(&extra);
         let first = Process::run(&env, "info");
         assert!(rig.wait_for("/alpha/", "alpha", Duration::from_secs(10)).await, "{v:?}: {}", first.log());
@@ -127,7 +127,7 @@ async fn a_frozen_responder_stalls_lookups_at_most_the_resolver_timeout() {
         rig.hs.set_nodes(&rig.nodes()).await;
         let mut extra = dns_env(free_udp_port());
         extra.push(("TART_SYNC_DNS_REFRESH", "1s".into()));
-        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let extra = e2e::dns::env_refs(&extra);
         let daemon = Process::run(&rig.env(&extra), "info");
         assert!(
             rig.wait_for("/alpha/", "alpha", Duration::from_secs(10))

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::backend::{fleet_ip, Backend};
-use e2e::dns::dns_env;
+use e2e::dns::{dns_env, env_refs, Responder};
 use e2e::free_port;
 use e2e::headscale::SimNode;
 use e2e::raw::raw_get;
@@ -34,7 +34,6 @@ use tart_sync::context::Context;
 use tart_sync::controller;
 use tart_sync::headscale::HeadscaleClient;
 use time::OffsetDateTime;
-use tokio::sync::watch;
 
 /// IPv4 backends on 127.0.0.2.. plus one on [::1], all on the rig's port.
 const V4_BACKENDS: [&str; 6] = ["b0", "b1", "b2", "b3", "b4", "b5"];
@@ -152,10 +151,6 @@ fn sim_nodes(fleet: &[Tart]) -> Vec<SimNode> {
         .collect()
 }
 
-fn with<'a>(extra: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    extra.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 /// A rig with the property fleet's backends, and one sync pass that may
 /// replace the whole fleet (the mass-removal guard is for real fleets).
 struct Prop {
@@ -165,22 +160,6 @@ struct Prop {
     extra: Vec<(&'static str, String)>,
     /// dns mode: the context every sync shares, and its responder.
     dns: Option<Responder>,
-}
-
-/// tart-sync's DNS responder on its own thread; stopped on drop.
-struct Responder {
-    ctx: Arc<Context>,
-    stop: watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 impl Prop {
@@ -194,10 +173,7 @@ impl Prop {
         if dns {
             extra = dns_env(free_port());
             extra.push(("TART_SYNC_DNS_REFRESH", "100ms".into()));
-            let ctx = Context::new(rig.settings(&with(&extra)));
-            let (stop, rx) = watch::channel(false);
-            let thread = tart_sync::dns::start(&ctx, rx).unwrap();
-            responder = Some(Responder { ctx, stop, thread });
+            responder = Some(Responder::start(rig.settings(&env_refs(&extra))));
         }
         Prop {
             rig,
@@ -211,7 +187,7 @@ impl Prop {
         self.rig.hs.set_nodes(&sim_nodes(fleet)).await;
         let ctx: Arc<Context> = match &self.dns {
             Some(r) => r.ctx.clone(),
-            None => Context::new(self.rig.settings(&with(&self.extra))),
+            None => Context::new(self.rig.settings(&env_refs(&self.extra))),
         };
         let hs = HeadscaleClient::from_settings(&ctx.settings.headscale).unwrap();
         assert!(controller::once(&ctx, &hs, true).await.unwrap(), "sync");

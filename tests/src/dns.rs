@@ -27,6 +27,37 @@ pub fn dns_env(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Borrows `(key, value)` settings pairs as the `&str` pairs `Rig::settings` takes.
+pub fn env_refs<'a>(extra: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    extra.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// tart-sync's DNS responder alone, on its own thread, serving what
+/// `controller::once` passes with `ctx` publishes; stopped on drop.
+pub struct Responder {
+    pub ctx: Arc<Context>,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Responder {
+    pub fn start(settings: Settings) -> Responder {
+        let ctx = Context::new(settings);
+        let (stop, rx) = watch::channel(false);
+        let thread = tart_sync::dns::start(&ctx, rx).unwrap();
+        Responder { ctx, stop, thread }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The daemon in-process with its DNS responder and status server; stopped on drop.
 pub struct DnsDaemon {
     pub ctx: Arc<Context>,
