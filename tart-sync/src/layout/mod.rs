@@ -35,6 +35,10 @@
 //!    and a first subroute send the page's two paths to tart-sync's page
 //!    listener; both are constant (see `public.rs`).
 //!
+//! In dns mode (`dns.rs`) the path-mode route has no index or bucket maps:
+//! Caddy's `host` matcher decides whether a name is routed, and the proxy
+//! looks the address up from tart-sync's DNS responder.
+//!
 //! Every change of the fleet is one `PATCH /id/<prefix>`: Caddy's reload
 //! cost follows the size of the whole config, not of the patch, so patching
 //! the whole subtree costs the same as patching one entry.
