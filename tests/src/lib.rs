@@ -173,6 +173,21 @@ pub struct Caddy {
     pub admin: String,
     startup: Startup,
     restarts: u32,
+    /// Run Caddy in a private mount namespace with this file over
+    /// `/etc/resolv.conf` (see [`Caddy::with_resolv_conf`]).
+    resolv_conf: Option<PathBuf>,
+}
+
+/// True when this process may make a private mount namespace and bind-mount
+/// in it (root with `unshare` from util-linux), which
+/// [`Caddy::with_resolv_conf`] needs.
+pub fn can_bind_mount() -> bool {
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount --bind /etc/hostname /etc/hostname"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 impl Caddy {
@@ -229,9 +244,25 @@ impl Caddy {
             admin,
             startup,
             restarts: 0,
+            resolv_conf: None,
         };
         c.launch();
         c
+    }
+
+    /// Restarts this Caddy (same config, same admin address) in a private
+    /// mount namespace whose `/etc/resolv.conf` is `text`: what Caddy's Go
+    /// resolver reads for its timeouts. Needs [`can_bind_mount`]; the host's
+    /// own file is untouched (the namespace's mounts are private).
+    pub fn with_resolv_conf(&mut self, text: &str) {
+        let f = self.dir.path().join("resolv.conf");
+        fs::write(&f, text).unwrap();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.resolv_conf = Some(f);
+        self.launch();
     }
 
     fn launch(&mut self) {
@@ -239,7 +270,23 @@ impl Caddy {
         for sub in ["home", "data", "config"] {
             fs::create_dir_all(d.join(sub)).unwrap();
         }
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.resolv_conf {
+            None => Command::new(&self.bin),
+            Some(resolv) => {
+                // unshare and sh exec in place: the child's pid stays Caddy's.
+                let mut c = Command::new("unshare");
+                c.args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "mount --bind \"$1\" /etc/resolv.conf && shift && exec \"$@\"",
+                    "sh",
+                ])
+                .arg(resolv)
+                .arg(&self.bin);
+                c
+            }
+        };
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", d.join("home"))
