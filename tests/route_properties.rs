@@ -156,8 +156,6 @@ fn sim_nodes(fleet: &[Tart]) -> Vec<SimNode> {
 struct Prop {
     rig: Rig,
     _v6: Backend,
-    /// The settings of the mode under test (none: config mode).
-    extra: Vec<(&'static str, String)>,
     /// dns mode: the context every sync shares, and its responder.
     dns: Option<Responder>,
 }
@@ -168,17 +166,14 @@ impl Prop {
         let v6 = Backend::start(V6_BACKEND, Ipv6Addr::LOCALHOST, rig.upstream_port)
             .await
             .expect("a backend on [::1] at the fleet's port");
-        let mut extra = Vec::new();
-        let mut responder = None;
-        if dns {
-            extra = dns_env(free_port());
+        let responder = dns.then(|| {
+            let mut extra = dns_env(free_port());
             extra.push(("TART_SYNC_DNS_REFRESH", "100ms".into()));
-            responder = Some(Responder::start(rig.settings(&env_refs(&extra))));
-        }
+            Responder::start(rig.settings(&env_refs(&extra)))
+        });
         Prop {
             rig,
             _v6: v6,
-            extra,
             dns: responder,
         }
     }
@@ -187,7 +182,7 @@ impl Prop {
         self.rig.hs.set_nodes(&sim_nodes(fleet)).await;
         let ctx: Arc<Context> = match &self.dns {
             Some(r) => r.ctx.clone(),
-            None => Context::new(self.rig.settings(&env_refs(&self.extra))),
+            None => Context::new(self.rig.settings(&[])),
         };
         let hs = HeadscaleClient::from_settings(&ctx.settings.headscale).unwrap();
         assert!(controller::once(&ctx, &hs, true).await.unwrap(), "sync");
