@@ -470,7 +470,9 @@ async fn two_instances_with_different_settings_back_off_instead_of_fighting() {
         let started = Instant::now();
         let mut contested = false;
         // 8 s at a 200 ms poll interval: 40 cycles each, which used to be
-        // about 40 writes (each a full reload) as each undid the other.
+        // about 40 writes (each a full reload) as each undid the other, and
+        // 9 to 14 while each instance forgot the count whenever it saw its
+        // own route during the other one's quiet time.
         while started.elapsed() < Duration::from_secs(8) {
             contested |= [&a, &b]
                 .iter()
@@ -478,12 +480,13 @@ async fn two_instances_with_different_settings_back_off_instead_of_fighting() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let fought = rig.caddy.admin_writes() - writes;
+        eprintln!("{v:?}: {fought} writes in 8 s");
         assert!(
             contested,
             "{v:?}: neither instance noticed the other writer"
         );
         assert!(
-            fought <= 12,
+            fought <= 10,
             "{v:?}: {fought} writes in 8 s; the instances should back off"
         );
         a.stop().await;

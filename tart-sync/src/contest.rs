@@ -7,7 +7,11 @@
 //! When it happens again before the route stayed as tart-sync wrote it,
 //! tart-sync warns and leaves the route alone for a time that doubles with
 //! each further change (2 s … 5 min), restoring it once after each quiet
-//! time. The count resets as soon as the route is seen as tart-sync wrote it.
+//! time. The count resets once the route has stayed as tart-sync wrote it
+//! for twice the last quiet time (at least [`FIRST_QUIET`]). Resetting any
+//! sooner would let two instances reset each other: each sees its own route
+//! while the other one is quiet, so each would start over at an immediate
+//! restore after every quiet time.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +29,10 @@ pub struct Contest {
     changes: u32,
     /// Until when tart-sync leaves the route alone.
     quiet_until: Option<Instant>,
+    /// The last quiet time started.
+    last_quiet: Duration,
+    /// Since when the route has been seen as tart-sync wrote it.
+    ours_since: Option<Instant>,
     backoff: Option<ExponentialBackoff>,
 }
 
@@ -45,14 +53,24 @@ pub enum Verdict {
 }
 
 impl Contest {
-    /// The route was found as tart-sync wants or wrote it: nobody is contesting.
-    pub fn settled(&mut self) {
-        *self = Contest::default();
+    /// The route was found as tart-sync wants or wrote it. Once it has
+    /// stayed so for twice the last quiet time (at least [`FIRST_QUIET`]),
+    /// nobody is contesting it any more and the count starts over.
+    pub fn settled(&mut self, now: Instant) {
+        if self.changes == 0 {
+            return;
+        }
+        let since = *self.ours_since.get_or_insert(now);
+        let window = self.last_quiet.saturating_mul(2).max(FIRST_QUIET);
+        if now.saturating_duration_since(since) >= window {
+            *self = Contest::default();
+        }
     }
 
     /// The route was found changed by someone else since tart-sync last
     /// wrote or verified it.
     pub fn changed_by_other(&mut self, now: Instant) -> Verdict {
+        self.ours_since = None;
         match self.quiet_until {
             Some(until) if now < until => {
                 return Verdict::Wait {
@@ -85,6 +103,7 @@ impl Contest {
             .next()
             .unwrap_or(MAX_QUIET);
         self.quiet_until = now.checked_add(quiet);
+        self.last_quiet = quiet;
         Verdict::Wait {
             remaining: quiet,
             changes: self.changes,
@@ -100,9 +119,48 @@ mod tests {
     #[test]
     fn a_one_off_change_is_undone_at_once() {
         let mut c = Contest::default();
-        assert_eq!(c.changed_by_other(Instant::now()), Verdict::Restore);
-        c.settled();
-        assert_eq!(c.changed_by_other(Instant::now()), Verdict::Restore);
+        let t0 = Instant::now();
+        assert_eq!(c.changed_by_other(t0), Verdict::Restore);
+        // Seen as written for the first quiet time: the next change is
+        // another one-off, undone at once too.
+        c.settled(t0);
+        c.settled(t0 + FIRST_QUIET);
+        assert_eq!(c.changed_by_other(t0 + FIRST_QUIET), Verdict::Restore);
+    }
+
+    #[test]
+    fn seeing_the_route_as_written_between_changes_does_not_start_over() {
+        // Two instances alternate: each sees its own route while the other
+        // one is quiet. That is no reason to forget the count.
+        let mut c = Contest::default();
+        let t0 = Instant::now();
+        assert_eq!(c.changed_by_other(t0), Verdict::Restore);
+        c.settled(t0 + Duration::from_millis(100));
+        assert!(matches!(
+            c.changed_by_other(t0 + Duration::from_millis(200)),
+            Verdict::Wait { changes: 2, .. }
+        ));
+        let after = t0 + Duration::from_millis(200) + FIRST_QUIET;
+        assert_eq!(c.changed_by_other(after), Verdict::Restore);
+        // The other instance is quiet for as long as this one was.
+        c.settled(after);
+        c.settled(after + FIRST_QUIET);
+        let Verdict::Wait {
+            remaining, changes, ..
+        } = c.changed_by_other(after + FIRST_QUIET)
+        else {
+            panic!("still contested after the other side's quiet time");
+        };
+        assert_eq!((remaining, changes), (FIRST_QUIET * 2, 3));
+        // Twice the last quiet time as written: the count starts over.
+        let later = after + FIRST_QUIET * 3;
+        assert_eq!(c.changed_by_other(later), Verdict::Restore);
+        c.settled(later);
+        c.settled(later + FIRST_QUIET * 4);
+        assert_eq!(
+            c.changed_by_other(later + FIRST_QUIET * 4),
+            Verdict::Restore
+        );
     }
 
     #[test]

@@ -319,7 +319,7 @@ impl Instance {
                 Some((live_rev, etag)) => {
                     let ours = self.last.as_ref().is_none_or(|(r, _)| *r == live_rev);
                     if live_rev == rev || ours {
-                        self.contest.settled();
+                        self.contest.settled(Instant::now());
                     } else if let Verdict::Wait {
                         remaining,
                         changes,
