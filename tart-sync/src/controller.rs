@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::context::{Context, HeadscaleStatus, LastDesired, LastOutcome};
 use crate::desired::{self, Desired, Targets};
 use crate::headscale::{HeadscaleClient, HeadscaleError};
+use crate::layout::Names;
 use crate::reconcile::{Instance, Outcome, SyncError, FULL_CHECK_EVERY};
 
 /// Longest wait between two headscale polls while it fails (shorter for short
@@ -214,7 +215,7 @@ pub async fn sync_instance(
             (LastOutcome::Installed, true, true)
         }
         Ok(Outcome::Updated(d)) => {
-            tracing::info!(caddy = %address, added = ?d.added, removed = ?d.removed, changed = ?d.changed, "routes updated");
+            tracing::info!(caddy = %address, added = %Names(&d.added), removed = %Names(&d.removed), changed = %Names(&d.changed), "routes updated");
             (LastOutcome::Updated, true, true)
         }
         Ok(Outcome::Held {

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::desired::Targets;
 use crate::guard::Guard;
-use crate::layout::{proxied_count, Diff};
+use crate::layout::{proxied_count, Diff, Names};
 
 pub use answers::{Answer, Outcome, Table, OFFLINE_ADDRESS};
 pub use server::start;
@@ -184,7 +184,7 @@ pub fn publish(ctx: &crate::context::Context, targets: &Arc<Targets>, force: boo
         .publish(targets, ctx.settings.routes.offline_grace, force)
     {
         Publish::Applied(diff) if !diff.is_empty() => {
-            tracing::info!(added = ?diff.added, removed = ?diff.removed, changed = ?diff.changed, "dns answers updated");
+            tracing::info!(added = %Names(&diff.added), removed = %Names(&diff.removed), changed = %Names(&diff.changed), "dns answers updated");
         }
         Publish::Applied(_) => {}
         Publish::Held(remaining) => {
