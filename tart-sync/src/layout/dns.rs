@@ -177,12 +177,18 @@ pub fn route<'a>(
 ///    port) and the revision stamp; everything else reads the name straight
 ///    from the matcher's capture (`{http.regexp.<stem>.1}`, which no later
 ///    matcher or rewrite changes).
-/// 4. A `headers` handler sets `Host` to `<name>.<zone>`; in the
-///    subroute, a route matching the `host`s of every routed name marks the
-///    request as known, the next route puts the request's own `Host` back
-///    (for every request), and the known ones are redirected (`/<name>`)
-///    or stripped and proxied (`/<name>/…`). An unknown name matches
-///    nothing more and falls through to the site with its `Host` intact.
+/// 4. A `headers` handler sets `Host` to `<name>.<zone>`. The subroute then
+///    has three routes, and every request takes exactly one of them, each
+///    putting the request's own `Host` back first:
+///    - the `host`s of every routed name, followed by a slash: strip the
+///      prefix and proxy (terminal: the hit path passes one route);
+///    - the same `host`s without the slash: redirect to `/<name>/`;
+///    - anything else (an unknown name): only the `Host` back, and the
+///      request falls through to the site untouched.
+///
+/// Measured at 10,000 TARTs on Caddy 2.11.7 (BENCHMARKS.md): a route of
+/// the subroute costs every request that passes it, so the hit path now
+/// passes one instead of four (about 5 µs of Caddy CPU less per request).
 fn path_route<'a>(
     stable: &'a Targets,
     routes: &RouteSettings,
@@ -217,15 +223,23 @@ fn path_route<'a>(
         |host: String| json!({"handler": "headers", "request": {"set": {"Host": [host]}}});
     // Targets is a BTreeMap: the hosts come sorted, as Caddy keeps them.
     let hosts: Vec<String> = stable.keys().map(|n| format!("{n}.{zone}")).collect();
-    let known = |v: &str| json!([{"vars": {&ids.known_var: [v]}}]);
+    let restore = set_host(format!("{{http.vars.{}}}", ids.host_var));
     let mut proxy = proxy_handler(&super::proxy_dial(routes), routes, features);
     proxy["dynamic_upstreams"] = dynamic_upstreams(&name_ph, routes, dns);
     proxy["headers"] = forwarded_prefix(&name_ph);
+    let slash = format!("{{http.regexp.{stem}.2}}");
     let mut subroutes = vec![
-        json!({"match": [{"host": hosts}], "handle": [{"handler": "vars", &ids.known_var: format!("1{{http.regexp.{stem}.2}}")}]}),
-        json!({"handle": [set_host(format!("{{http.vars.{}}}", ids.host_var))]}),
-        json!({"match": known("1"), "handle": [redirect_handler(&name_ph)], "terminal": true}),
-        json!({"match": known("1/"), "handle": [strip_prefix(&name_ph), proxy], "terminal": true}),
+        json!({
+            "match": [{"host": &hosts, "vars": {slash: ["/"]}}],
+            "handle": [restore, strip_prefix(&name_ph), proxy],
+            "terminal": true,
+        }),
+        json!({
+            "match": [{"host": hosts}],
+            "handle": [restore, redirect_handler(&name_ph)],
+            "terminal": true,
+        }),
+        json!({"handle": [restore]}),
     ];
     let mut matchers = vec![json!({
         "host": [routes.domain],
@@ -233,7 +247,7 @@ fn path_route<'a>(
     })];
     if let Some(p) = &routes.public {
         matchers.push(public::matcher(p, routes));
-        subroutes.insert(2, public::subroute(p, routes));
+        subroutes.push(public::subroute(p, routes));
     }
     OwnedRoute {
         id: ids.route.clone(),
@@ -463,16 +477,34 @@ mod tests {
             "sorted, as Caddy searches them"
         );
         assert_eq!(hosts[0], "t000.tart-sync.internal");
-        // Every request gets its own Host back before anything answers it.
+        // Three routes; every request takes exactly one, and each puts the
+        // request's own Host back before anything answers it.
+        assert_eq!(routes_.len(), 3);
+        for r in routes_ {
+            assert_eq!(
+                r["handle"][0]["request"]["set"]["Host"][0],
+                "{http.vars.tart_sync_host}"
+            );
+        }
+        // A routed name followed by a slash: stripped and proxied, terminal.
         assert_eq!(
-            routes_[1]["handle"][0]["request"]["set"]["Host"][0],
-            "{http.vars.tart_sync_host}"
+            routes_[0]["match"][0]["vars"]["{http.regexp.tart_sync.2}"],
+            json!(["/"])
         );
-        assert!(routes_[1].get("match").is_none());
-        assert_eq!(routes_[2]["match"][0]["vars"]["tart_sync_known"][0], "1");
-        assert_eq!(routes_[2]["handle"][0]["status_code"], 308);
-        assert_eq!(routes_[3]["match"][0]["vars"]["tart_sync_known"][0], "1/");
-        assert_eq!(routes_[3]["handle"][0]["handler"], "rewrite");
+        assert_eq!(routes_[0]["handle"][1]["handler"], "rewrite");
+        assert_eq!(routes_[0]["handle"][2]["handler"], "reverse_proxy");
+        assert_eq!(routes_[0]["terminal"], true);
+        // Without the slash: the redirect.
+        assert_eq!(
+            routes_[1]["match"][0]["host"],
+            routes_[0]["match"][0]["host"]
+        );
+        assert_eq!(routes_[1]["handle"][1]["status_code"], 308);
+        assert_eq!(routes_[1]["terminal"], true);
+        // Anything else only gets its Host back and falls through.
+        assert!(routes_[2].get("match").is_none());
+        assert_eq!(routes_[2]["handle"].as_array().unwrap().len(), 1);
+        assert!(routes_[2].get("terminal").is_none());
         // The public page's route, when on, comes after the Host is back.
         let mut with_public = routes();
         with_public.public = Some(crate::config::PublicRoute {
@@ -483,7 +515,7 @@ mod tests {
             serde_json::to_value(route(&fleet, &with_public, Features::default(), &dns())).unwrap();
         assert_eq!(v["match"].as_array().unwrap().len(), 2);
         let rs = v["handle"][3]["routes"].as_array().unwrap();
-        assert_eq!(rs.len(), 5);
-        assert_eq!(rs[2]["match"][0]["path"], json!(["/", "/api/tarts.json"]));
+        assert_eq!(rs.len(), 4);
+        assert_eq!(rs[3]["match"][0]["path"], json!(["/", "/api/tarts.json"]));
     }
 }

@@ -57,7 +57,7 @@ use serde_json::{json, Map, Value};
 use crate::config::{Resolve, RouteMode, RouteSettings};
 use crate::desired::{Target, Targets};
 
-pub use diff::{proxied_count, Diff};
+pub use diff::{proxied_count, Diff, Names};
 pub use form::RouteForm;
 
 /// At most this many bucket maps (each `map` handler costs every request a little).
@@ -95,8 +95,6 @@ pub struct Ids {
     pub lookup_var: String,
     /// dns mode: the request's own `Host`, kept while the name is looked up: `<stem>_host`.
     pub host_var: String,
-    /// dns mode: set for a routed name, `1` or `1/` (followed by a slash): `<stem>_known`.
-    pub known_var: String,
 }
 
 impl Ids {
@@ -113,7 +111,6 @@ impl Ids {
             name_var: format!("{stem}_name"),
             lookup_var: format!("{stem}_lookup"),
             host_var: format!("{stem}_host"),
-            known_var: format!("{stem}_known"),
             stem,
         }
     }
@@ -281,7 +278,7 @@ struct MappingOut<'a> {
 
 /// Version of this layout, part of every revision stamp: a tart-sync that
 /// writes a different layout rewrites the route even if the fleet is the same.
-const LAYOUT_VERSION: &str = concat!("layout-4/", env!("CARGO_PKG_VERSION"));
+const LAYOUT_VERSION: &str = concat!("layout-5/", env!("CARGO_PKG_VERSION"));
 
 /// The revision stamp of a desired route: a stable 64-bit FNV-1a hash of the
 /// layout version, the settings that shape the route, the features, and every
