@@ -324,6 +324,27 @@ async fn host_mode_resolves_through_the_responder_too() {
             (404, true),
             "{v:?}: {body}"
         );
+        // The port is not part of the name; hostile Hosts never reach a
+        // TART: a deeper label, a longer suffix, a trailing dot, capitals
+        // (names are lowercase), the bare domain.
+        let (status, body) = who("alpha.tart.test:8443").await;
+        assert!(
+            status == 200 && body.contains("\"alpha\""),
+            "{v:?}: {status} {body}"
+        );
+        for host in [
+            "x.alpha.tart.test",
+            "alpha.tart.test.evil.example",
+            "alpha.tart.test.",
+            "ALPHA.tart.test",
+            "tart.test",
+        ] {
+            let (status, body) = who(host).await;
+            assert!(
+                !body.contains("\"alpha\""),
+                "{v:?}: {host} reached a TART: {status} {body}"
+            );
+        }
         assert_eq!(
             writes(&rig).await,
             before,

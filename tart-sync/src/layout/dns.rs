@@ -2,15 +2,15 @@
 //! the TART's address up from tart-sync's responder (`dynamic_upstreams`
 //! source `a`), so the config carries only the set of names.
 //!
-//! In path mode the route has no index or bucket maps on the hit path
-//! (`path_route`): Caddy's `host` matcher, which binary-searches lists of
-//! over 100 hosts, answers whether a name is routed (measured at 10,000
-//! TARTs on Caddy 2.11.7: the map layout spent about 10 µs of Caddy CPU per
-//! request scanning and registering its maps; see BENCHMARKS.md). Host mode
-//! keeps config mode's route with the proxy and error routes below.
+//! Neither mode's route has index or bucket maps on the hit path: Caddy's
+//! `host` matcher, which binary-searches lists of over 100 hosts, answers
+//! whether a name is routed (measured at 10,000 TARTs on Caddy 2.11.7: the
+//! map layout spent about 10 µs of Caddy CPU per request scanning and
+//! registering its maps; see BENCHMARKS.md). Path mode (`path_route`) sets
+//! `Host` to `<name>.<zone>` for that and puts it back; in host mode
+//! (`host_route`) the request's `Host` already is `<name>.<domain>`.
 //!
-//! - The map output (path mode: one fallback map; host mode: the bucket
-//!   maps) is the name's *fallback* address: its
+//! - The one map left is the name's *fallback* address: its
 //!   address as of the last write (or the offline sentinel for a name first
 //!   seen offline). A move or a flap never rewrites it ([`stable_targets`]
 //!   keeps the live outputs while the names are the same); the write that a
@@ -32,9 +32,8 @@ use serde_json::{json, Value};
 use std::borrow::Cow;
 
 use super::{
-    forwarded_prefix, offline_route, proxy_handler, public, redirect_handler,
-    route as config_route, strip_prefix, Features, Fnv, HandlerOut, Ids, MapOut, MappingOut,
-    OwnedRoute, LAYOUT_VERSION,
+    forwarded_prefix, offline_route, proxy_handler, public, redirect_handler, strip_prefix,
+    Features, Fnv, HandlerOut, Ids, MapOut, MappingOut, OwnedRoute, LAYOUT_VERSION,
 };
 use crate::config::{RouteMode, RouteSettings};
 use crate::desired::{Target, Targets};
@@ -150,6 +149,35 @@ fn error_routes(ids: &Ids, name: &str) -> Value {
     ]})
 }
 
+/// The fallback map (`<prefix>-bucket-0`): each name (read from `name`, the
+/// matcher's capture) to its last-written address, into
+/// `{<stem>_upstream}`, which only the proxy's static upstream reads.
+fn fallback_map<'a>(stable: &'a Targets, ids: &Ids, name: &str) -> MapOut<'a> {
+    MapOut {
+        id: ids.bucket_id(0),
+        handler: "map",
+        source: name.to_string(),
+        destinations: [ids.fallback_placeholder()],
+        mappings: stable
+            .iter()
+            .map(|(name, target)| MappingOut {
+                input: name,
+                outputs: [Cow::Borrowed(target.as_lookup())],
+            })
+            .collect(),
+        defaults: [""],
+    }
+}
+
+/// The proxy of dns mode: `name.<zone>` looked up from the responder, the
+/// fallback map's address as its static upstream.
+fn dynamic_proxy(name: &str, routes: &RouteSettings, features: Features, dns: &DnsRoute) -> Value {
+    let ids = Ids::new(&routes.id_prefix);
+    let mut proxy = proxy_handler(&ids.fallback_placeholder(), routes, features);
+    proxy["dynamic_upstreams"] = dynamic_upstreams(name, routes, dns);
+    proxy
+}
+
 /// The owned route in dns mode for `stable` (from [`stable_targets`]).
 pub fn route<'a>(
     stable: &'a Targets,
@@ -199,20 +227,7 @@ fn path_route<'a>(
     let stem = &ids.stem;
     let name_ph = format!("{{http.regexp.{stem}.1}}");
     let zone = dns.zone.trim_end_matches('.');
-    let fallback = MapOut {
-        id: ids.bucket_id(0),
-        handler: "map",
-        source: name_ph.clone(),
-        destinations: [ids.fallback_placeholder()],
-        mappings: stable
-            .iter()
-            .map(|(name, target)| MappingOut {
-                input: name,
-                outputs: [Cow::Borrowed(target.as_lookup())],
-            })
-            .collect(),
-        defaults: [""],
-    };
+    let fallback = fallback_map(stable, &ids, &name_ph);
     let vars = json!({
         "@id": ids.rev,
         "handler": "vars",
@@ -224,8 +239,7 @@ fn path_route<'a>(
     // Targets is a BTreeMap: the hosts come sorted, as Caddy keeps them.
     let hosts: Vec<String> = stable.keys().map(|n| format!("{n}.{zone}")).collect();
     let restore = set_host(format!("{{http.vars.{}}}", ids.host_var));
-    let mut proxy = proxy_handler(&super::proxy_dial(routes), routes, features);
-    proxy["dynamic_upstreams"] = dynamic_upstreams(&name_ph, routes, dns);
+    let mut proxy = dynamic_proxy(&name_ph, routes, features, dns);
     proxy["headers"] = forwarded_prefix(&name_ph);
     let slash = format!("{{http.regexp.{stem}.2}}");
     let mut subroutes = vec![
@@ -263,9 +277,17 @@ fn path_route<'a>(
     }
 }
 
-/// The owned route in dns mode, host mode: config mode's route, with the
-/// proxy resolving through the responder and the offline page moved to the
-/// error routes.
+/// The owned route in dns mode, host mode: the request's `Host` already is
+/// `<name>.<domain>`, so a `host` matcher listing every routed name decides
+/// (binary-searched, no map scanned on the hit path) with no rewrite.
+///
+/// 1. The matcher captures the first label of `Host` (`[a-z0-9-]+`) under
+///    `*.<domain>`.
+/// 2. The fallback map and `vars` (`<prefix>-rev`, the revision stamp), as
+///    in path mode.
+/// 3. The subroute's one route for TARTs matches the `host`s of every
+///    routed name and proxies; an unknown name matches nothing and falls
+///    through to the site. The offline page is an error route.
 fn host_route<'a>(
     stable: &'a Targets,
     routes: &RouteSettings,
@@ -273,37 +295,40 @@ fn host_route<'a>(
     dns: &DnsRoute,
 ) -> OwnedRoute<'a> {
     let ids = Ids::new(&routes.id_prefix);
-    let mut owned = config_route(stable, routes, features);
-    let rev = revision(stable, routes, features, dns);
-    let dynamic = dynamic_upstreams(&ids.name_placeholder(), routes, dns);
-    let offline_var = json!({ids.upstream_var.clone(): [Target::OFFLINE_LOOKUP]});
-    for handler in &mut owned.handle {
-        let HandlerOut::Other(value) = handler else {
-            continue;
-        };
-        if value.get("handler").and_then(Value::as_str) == Some("vars") {
-            value[&ids.rev_var] = json!(rev);
-        }
-        if value.get("handler").and_then(Value::as_str) != Some("subroute") {
-            continue;
-        }
-        // The offline page's route of config mode: in dns mode the page is
-        // an error route (no output is ever `offline`).
-        if let Some(rs) = value.get_mut("routes").and_then(Value::as_array_mut) {
-            rs.retain(|r| r["match"][0]["vars"] != offline_var);
-            for h in rs
-                .iter_mut()
-                .filter_map(|r| r.get_mut("handle").and_then(Value::as_array_mut))
-                .flatten()
-            {
-                if h.get("handler").and_then(Value::as_str) == Some("reverse_proxy") {
-                    h["dynamic_upstreams"] = dynamic.clone();
-                }
-            }
-        }
-        value["errors"] = error_routes(&ids, &ids.name_placeholder());
+    let stem = &ids.stem;
+    let name_ph = format!("{{http.regexp.{stem}.1}}");
+    let domain = &routes.domain;
+    let vars = json!({
+        "@id": ids.rev,
+        "handler": "vars",
+        &ids.rev_var: revision(stable, routes, features, dns),
+    });
+    let hosts: Vec<String> = stable.keys().map(|n| format!("{n}.{domain}")).collect();
+    let mut subroutes = vec![json!({
+        "match": [{"host": hosts}],
+        "handle": [dynamic_proxy(&name_ph, routes, features, dns)],
+        "terminal": true,
+    })];
+    let escaped = domain.replace('.', "\\.");
+    let mut matchers = vec![json!({
+        "host": [format!("*.{domain}")],
+        "header_regexp": {"Host": {"name": stem, "pattern": format!("^([a-z0-9-]+)\\.{escaped}(?::[0-9]+)?$")}},
+    })];
+    if let Some(p) = &routes.public {
+        matchers.push(public::matcher(p, routes));
+        subroutes.push(public::subroute(p, routes));
     }
-    owned
+    OwnedRoute {
+        id: ids.route.clone(),
+        matchers,
+        handle: vec![
+            HandlerOut::Map(fallback_map(stable, &ids, &name_ph)),
+            HandlerOut::Other(vars),
+            HandlerOut::Other(
+                json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(&ids, &name_ph)}),
+            ),
+        ],
+    }
 }
 
 #[cfg(test)]
@@ -390,14 +415,9 @@ mod tests {
     #[test]
     fn the_proxy_resolves_through_the_responder_and_errors_become_the_offline_page() {
         let written = stable_targets(&table(&[("a", Some("100.64.0.1:80"))]), &Targets::new(), 80);
-        for (mode, dial, name) in [
-            ("path", "{tart_sync_upstream}", "{http.regexp.tart_sync.1}"),
-            (
-                "host",
-                "{http.vars.tart_sync_upstream}",
-                "{http.vars.tart_sync_name}",
-            ),
-        ] {
+        let dial = "{tart_sync_upstream}";
+        let name = "{http.regexp.tart_sync.1}";
+        for mode in ["path", "host"] {
             let mut routes = routes();
             routes.mode = if mode == "path" {
                 RouteMode::Path
@@ -423,6 +443,14 @@ mod tests {
                 "udp/127.0.0.1:5380"
             );
             assert_eq!(proxy["upstreams"][0]["dial"], dial, "{mode}");
+            // No index or bucket maps: one map, the fallback.
+            let maps = v["handle"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| h["handler"] == "map")
+                .count();
+            assert_eq!(maps, 1, "{mode}");
             let errors = sub["errors"]["routes"].as_array().unwrap();
             assert_eq!(errors.len(), 2);
             assert_eq!(errors[0]["handle"][0]["status_code"], 503);

@@ -35,9 +35,9 @@
 //!    and a first subroute send the page's two paths to tart-sync's page
 //!    listener; both are constant (see `public.rs`).
 //!
-//! In dns mode (`dns.rs`) the path-mode route has no index or bucket maps:
-//! Caddy's `host` matcher decides whether a name is routed, and the proxy
-//! looks the address up from tart-sync's DNS responder.
+//! In dns mode (`dns.rs`) the route has no index or bucket maps: Caddy's
+//! `host` matcher decides whether a name is routed, and the proxy looks the
+//! address up from tart-sync's DNS responder.
 //!
 //! Every change of the fleet is one `PATCH /id/<prefix>`: Caddy's reload
 //! cost follows the size of the whole config, not of the patch, so patching
@@ -155,14 +155,14 @@ pub fn node_url(routes: &RouteSettings, name: &str) -> String {
 }
 
 /// The static upstream the owned route's proxy lists, as Caddy's
-/// `/reverse_proxy/upstreams` shows it: the dns-mode path route reads the
-/// fallback map straight ([`Ids::fallback_placeholder`]), every other
-/// route the request's variable ([`Ids::upstream_placeholder`]).
+/// `/reverse_proxy/upstreams` shows it: dns mode's route reads the
+/// fallback map straight ([`Ids::fallback_placeholder`]), config mode's
+/// the request's variable ([`Ids::upstream_placeholder`]).
 pub fn proxy_dial(routes: &RouteSettings) -> String {
     let ids = Ids::new(&routes.id_prefix);
-    match (routes.resolve, routes.mode) {
-        (Resolve::Dns, RouteMode::Path) => ids.fallback_placeholder(),
-        _ => ids.upstream_placeholder(),
+    match routes.resolve {
+        Resolve::Dns => ids.fallback_placeholder(),
+        Resolve::Config => ids.upstream_placeholder(),
     }
 }
 
