@@ -496,7 +496,7 @@ async fn two_instances_with_different_settings_back_off_instead_of_fighting() {
 }
 
 #[tokio::test]
-async fn host_mode_routes_names_as_subdomains() {
+async fn host_mode_routes_names_as_subdomains_and_a_mode_switch_moves_the_route() {
     for_each_version(|v| async move {
         let rig = Rig::start(v, &["alpha", "beta"]).await.unwrap();
         let mut nodes = rig.nodes();
@@ -524,6 +524,23 @@ async fn host_mode_routes_names_as_subdomains() {
         );
         // The path-mode site is untouched.
         assert_eq!(rig.get("/alpha/").await.0, 404);
+        // Restarted in path mode while Caddy keeps running: the route that
+        // preceded the wildcard site (after the path site) moves before the
+        // path site; patched in place, it would never see a request.
+        assert!(once(rig.settings(&[])).await, "{v:?}");
+        assert_eq!(rig.who("/alpha/").await, "alpha", "{v:?}");
+        assert_eq!(
+            rig.get_host("alpha.tart.test", "/").await.0,
+            404,
+            "{v:?}: host mode is gone"
+        );
+        // And back to host mode: the route precedes the wildcard site again.
+        assert!(
+            once(rig.settings(&[("TART_SYNC_ROUTES_MODE", "host")])).await,
+            "{v:?}"
+        );
+        assert_eq!(rig.get_host("alpha.tart.test", "/").await.0, 200, "{v:?}");
+        assert_eq!(rig.get("/alpha/").await.0, 404, "{v:?}");
     })
     .await;
 }

@@ -121,6 +121,9 @@ pub struct Instance {
     full_check_every: Duration,
     /// In dns mode (`routes.resolve = "dns"`): how this Caddy resolves names.
     dns: Option<DnsRoute>,
+    /// The owned route was found before the site it serves (or absent), for
+    /// this process's settings ([`Instance::place`]).
+    placed: bool,
 }
 
 impl Instance {
@@ -143,6 +146,7 @@ impl Instance {
             last_full_check: None,
             full_check_every: FULL_CHECK_EVERY,
             dns: None,
+            placed: false,
         }
     }
 
@@ -298,6 +302,11 @@ impl Instance {
         allow_mass_removal: bool,
     ) -> Result<Outcome, SyncError> {
         let ids = Ids::new(&routes.id_prefix);
+        if !self.placed {
+            self.place(&ids, routes)
+                .instrument(debug_span!("place"))
+                .await?;
+        }
         for _ in 0..MAX_ATTEMPTS {
             let stamp = self
                 .live_rev(&ids)
@@ -445,6 +454,43 @@ impl Instance {
         })
     }
 
+    /// Makes sure the owned route precedes the site it serves. A route
+    /// written for another `routes.mode` or `routes.domain` (tart-sync
+    /// restarted with new settings while Caddy kept running) sits before the
+    /// old site, where the new site's requests never reach it: such a route
+    /// is removed, and the cycle installs it in its place. Settings do not
+    /// change while tart-sync runs, so this reads `apps/http/servers` once per
+    /// process; while the site is missing, it is read again each cycle.
+    async fn place(&mut self, ids: &Ids, routes: &RouteSettings) -> Result<(), SyncError> {
+        let servers = self
+            .client
+            .config("apps/http/servers")
+            .get::<Option<Value>>()
+            .await?;
+        let site = layout::site_host(routes);
+        let owned = servers.as_ref().and_then(|s| owned_position(s, &ids.route));
+        let Some(owned) = owned else {
+            self.placed = true;
+            return Ok(());
+        };
+        let Some(site_at) = servers.as_ref().and_then(|s| site_position(s, &site)) else {
+            return Ok(());
+        };
+        if owned.0 != site_at.0 || owned.1 > site_at.1 {
+            tracing::warn!(caddy = %self.address, site = %site,
+                at = %format!("apps/http/servers/{}/routes/{}", owned.0, owned.1),
+                "the route tart-sync owns does not precede the site it serves (written for another routes.mode or routes.domain?); moving it there");
+            match self.client.id(&ids.route).delete().await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(SyncError::Caddy(e)),
+            }
+            self.last = None;
+        }
+        self.placed = true;
+        Ok(())
+    }
+
     /// Inserts the owned route into the server that carries the site, just
     /// before the site's route, guarded by the servers' ETag. Returns the path.
     async fn install<R: serde::Serialize>(
@@ -533,29 +579,57 @@ pub fn find_site(servers: &Value, host: &str) -> Option<String> {
 
 /// [`find_site`], with the site's route itself.
 pub fn site_route<'a>(servers: &'a Value, host: &str) -> Option<(String, &'a Value)> {
-    let servers = servers.as_object()?;
-    let mut names: Vec<&String> = servers.keys().collect();
+    site_entry(servers, host)
+        .map(|(name, i, route)| (format!("apps/http/servers/{name}/routes/{i}"), route))
+}
+
+/// Where the site's route is: its server and index ([`site_route`]).
+fn site_position<'a>(servers: &'a Value, host: &str) -> Option<(&'a str, usize)> {
+    site_entry(servers, host).map(|(name, i, _)| (name, i))
+}
+
+/// The first route not owned by tart-sync that matches `host`.
+fn site_entry<'a>(servers: &'a Value, host: &str) -> Option<(&'a str, usize, &'a Value)> {
+    server_routes(servers).find(|(_, _, route)| !is_owned_route(route) && matches_host(route, host))
+}
+
+/// Where the route tart-sync owns with the `@id` `id` is: its server and index.
+fn owned_position<'a>(servers: &'a Value, id: &str) -> Option<(&'a str, usize)> {
+    server_routes(servers)
+        .find(|(_, _, route)| {
+            is_owned_route(route) && route.get("@id").and_then(Value::as_str) == Some(id)
+        })
+        .map(|(name, i, _)| (name, i))
+}
+
+/// Every top-level route of every server: server name, index, route;
+/// servers in name order.
+fn server_routes(servers: &Value) -> impl Iterator<Item = (&str, usize, &Value)> {
+    let mut names: Vec<&String> = servers
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
     names.sort();
-    for name in names {
-        let Some(routes) = servers[name].get("routes").and_then(Value::as_array) else {
-            continue;
-        };
-        for (i, route) in routes.iter().enumerate() {
-            if is_owned_route(route) {
-                continue;
-            }
-            let mut hosts = route
-                .get("match")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.get("host").and_then(Value::as_array))
-                .flatten()
-                .filter_map(Value::as_str);
-            if hosts.any(|h| h.eq_ignore_ascii_case(host)) {
-                return Some((format!("apps/http/servers/{name}/routes/{i}"), route));
-            }
-        }
-    }
-    None
+    names.into_iter().flat_map(move |name| {
+        servers[name.as_str()]
+            .get("routes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, route)| (name.as_str(), i, route))
+    })
+}
+
+/// True when one of `route`'s matcher sets lists `host`.
+fn matches_host(route: &Value, host: &str) -> bool {
+    route
+        .get("match")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.get("host").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|h| h.eq_ignore_ascii_case(host))
 }
