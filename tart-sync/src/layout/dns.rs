@@ -242,7 +242,7 @@ fn path_route<'a>(
     let mut proxy = dynamic_proxy(&name_ph, routes, features, dns);
     proxy["headers"] = forwarded_prefix(&name_ph);
     let slash = format!("{{http.regexp.{stem}.2}}");
-    let mut subroutes = vec![
+    let subroutes = vec![
         json!({
             "match": [{"host": &hosts, "vars": {slash: ["/"]}}],
             "handle": [restore, strip_prefix(&name_ph), proxy],
@@ -255,25 +255,42 @@ fn path_route<'a>(
         }),
         json!({"handle": [restore]}),
     ];
-    let mut matchers = vec![json!({
+    let matcher = json!({
         "host": [routes.domain],
         "path_regexp": {"name": stem, "pattern": "^/([a-z0-9-]+)(/|$)"},
-    })];
+    });
+    let before = vec![
+        HandlerOut::Map(fallback),
+        HandlerOut::Other(vars),
+        HandlerOut::Other(set_host(format!("{name_ph}.{zone}"))),
+    ];
+    assemble(&ids, routes, matcher, before, subroutes, &name_ph)
+}
+
+/// The owned route from the matcher set of its TARTs, the handlers before
+/// the subroute and the subroute's routes; with the public page on, its
+/// matcher set and its route (last) are added. The subroute's errors are
+/// the offline page.
+fn assemble<'a>(
+    ids: &Ids,
+    routes: &RouteSettings,
+    matcher: Value,
+    mut handle: Vec<HandlerOut<'a>>,
+    mut subroutes: Vec<Value>,
+    name: &str,
+) -> OwnedRoute<'a> {
+    let mut matchers = vec![matcher];
     if let Some(p) = &routes.public {
         matchers.push(public::matcher(p, routes));
         subroutes.push(public::subroute(p, routes));
     }
+    handle.push(HandlerOut::Other(
+        json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(ids, name)}),
+    ));
     OwnedRoute {
         id: ids.route.clone(),
         matchers,
-        handle: vec![
-            HandlerOut::Map(fallback),
-            HandlerOut::Other(vars),
-            HandlerOut::Other(set_host(format!("{name_ph}.{zone}"))),
-            HandlerOut::Other(
-                json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(&ids, &name_ph)}),
-            ),
-        ],
+        handle,
     }
 }
 
@@ -304,31 +321,21 @@ fn host_route<'a>(
         &ids.rev_var: revision(stable, routes, features, dns),
     });
     let hosts: Vec<String> = stable.keys().map(|n| format!("{n}.{domain}")).collect();
-    let mut subroutes = vec![json!({
+    let subroutes = vec![json!({
         "match": [{"host": hosts}],
         "handle": [dynamic_proxy(&name_ph, routes, features, dns)],
         "terminal": true,
     })];
     let escaped = domain.replace('.', "\\.");
-    let mut matchers = vec![json!({
+    let matcher = json!({
         "host": [format!("*.{domain}")],
         "header_regexp": {"Host": {"name": stem, "pattern": format!("^([a-z0-9-]+)\\.{escaped}(?::[0-9]+)?$")}},
-    })];
-    if let Some(p) = &routes.public {
-        matchers.push(public::matcher(p, routes));
-        subroutes.push(public::subroute(p, routes));
-    }
-    OwnedRoute {
-        id: ids.route.clone(),
-        matchers,
-        handle: vec![
-            HandlerOut::Map(fallback_map(stable, &ids, &name_ph)),
-            HandlerOut::Other(vars),
-            HandlerOut::Other(
-                json!({"handler": "subroute", "routes": subroutes, "errors": error_routes(&ids, &name_ph)}),
-            ),
-        ],
-    }
+    });
+    let before = vec![
+        HandlerOut::Map(fallback_map(stable, &ids, &name_ph)),
+        HandlerOut::Other(vars),
+    ];
+    assemble(&ids, routes, matcher, before, subroutes, &name_ph)
 }
 
 #[cfg(test)]
