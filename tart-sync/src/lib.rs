@@ -10,6 +10,7 @@
 //! - [`reserved`]: names never published (the site's own paths, `routes.reserved`).
 //! - [`layout`]: how those routes look in Caddy's JSON (one owned route).
 //! - [`reconcile`]: compare with one live Caddy and apply in one guarded write.
+//! - [`site`]: where the site's route and tart-sync's route sit in Caddy's servers.
 //! - [`guard`]: hold back a mass removal (headscale restarted?).
 //! - [`contest`]: back off when another writer keeps changing the route.
 //! - [`controller`]: the loop, error policy with backoff, shutdown.
@@ -46,4 +47,5 @@ pub mod public;
 pub mod reconcile;
 pub mod reserved;
 pub mod sidecar;
+pub mod site;
 pub mod status;
