@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::backend::start_fleet;
+use tart_sync::config::RouteMode;
 
 use crate::modes::{CaddyCost, Mode, ModeFleet};
 use crate::report::{int, ms, table, Report};
@@ -98,7 +99,7 @@ pub async fn run(opts: &Options, report: &mut Report) -> Res<()> {
     );
     let mut fleets = Vec::new();
     for mode in Mode::BOTH {
-        fleets.push(ModeFleet::start(opts, mode, n, port, interval).await?);
+        fleets.push(ModeFleet::start(opts, mode, RouteMode::Path, n, port, interval).await?);
     }
     // A few quiet cycles first.
     tokio::time::sleep(interval * 2).await;

@@ -2,13 +2,16 @@
 //! per mode ([`ModeFleet`]) with the real daemon; the last TART's throughput
 //! (in dns mode the lookup-cache-hit path) beside the limit in the same
 //! Caddy ([`crate::limit`]), a round-robin over up to 1,000 TARTs
-//! ([`round_robin`]), and what one change costs ([`mode_changes`]).
+//! ([`round_robin`]), and what one change costs ([`mode_changes`]). Then,
+//! the path-mode fleets gone, one fleet per mode with `routes.mode = "host"`
+//! for the last TART's throughput at `<name>.<domain>` (host mode's owned
+//! route is another route).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::backend::start_fleet;
-use e2e::sync::DOMAIN;
+use tart_sync::config::RouteMode;
 
 use crate::load::{Generator, LoadResult};
 use crate::mode_changes::{self, Change, KINDS};
@@ -16,13 +19,22 @@ use crate::modes::{self, Mode, ModeFleet};
 use crate::report::{int, max, median, ms, ratio, table, Report};
 use crate::{err, limit, progress, round_robin, Options, Res};
 
+/// Per mode (config, dns): the route's, the limit's and the dynamic limit's
+/// runs to the last TART.
+type Hits = [[Vec<LoadResult>; 3]; 2];
+
+/// Chooses one routes mode's [`Hits`] of a [`SizeRun`].
+type Pick = fn(&SizeRun) -> &Hits;
+
 /// Everything part 5 measured at one size.
 struct SizeRun {
     n: usize,
     last: String,
     /// Per mode: the route's, the limit's and the dynamic limit's runs
     /// (last TART; no dynamic limit in config mode).
-    hits: [[Vec<LoadResult>; 3]; 2],
+    hits: Hits,
+    /// The same in host mode (`routes.mode = "host"`).
+    host_hits: Hits,
     /// Per mode: the round-robin runs, and how many names it cycled through.
     rr: [Vec<LoadResult>; 2],
     rr_names: usize,
@@ -73,8 +85,9 @@ pub async fn run(opts: &Options, generator: &Generator, report: &mut Report) -> 
     let mut runs = Vec::new();
     for &n in &opts.sizes {
         progress!("dns vs config, {n} TARTs: starting one Caddy + stand-in + tart-sync per mode");
-        let config = ModeFleet::start(opts, Mode::Config, n, port, interval).await?;
-        let dns = ModeFleet::start(opts, Mode::Dns, n, port, interval).await?;
+        let config =
+            ModeFleet::start(opts, Mode::Config, RouteMode::Path, n, port, interval).await?;
+        let dns = ModeFleet::start(opts, Mode::Dns, RouteMode::Path, n, port, interval).await?;
         let fleets = [&config, &dns];
         let hits = hit_path(opts, generator, &fleets).await?;
         let rr = round_robin::measure(opts, generator, &fleets).await?;
@@ -82,14 +95,23 @@ pub async fn run(opts: &Options, generator: &Generator, report: &mut Report) -> 
         for f in fleets {
             changes.push(mode_changes::measure(f, trials, interval).await?);
         }
-        let (hits, rr, changes) = (two(hits)?, two(rr)?, two(changes)?);
+        let (last, rr_names) = (config.last.clone(), round_robin::paths(&config).len());
+        // Only one pair of fleets at a time: idle daemons cost CPU too.
+        drop((config, dns));
+        progress!("dns vs config, {n} TARTs, host mode: starting one Caddy + stand-in + tart-sync per mode");
+        let config =
+            ModeFleet::start(opts, Mode::Config, RouteMode::Host, n, port, interval).await?;
+        let dns = ModeFleet::start(opts, Mode::Dns, RouteMode::Host, n, port, interval).await?;
+        let host_hits = hit_path(opts, generator, &[&config, &dns]).await?;
+        drop((config, dns));
         runs.push(SizeRun {
             n,
-            last: config.last.clone(),
-            rr_names: round_robin::paths(&config).len(),
-            hits,
-            rr,
-            changes,
+            last,
+            rr_names,
+            hits: two(hits)?,
+            host_hits: two(host_hits)?,
+            rr: two(rr)?,
+            changes: two(changes)?,
         });
     }
     report.sections.push(section(opts, &runs, interval, trials));
@@ -108,22 +130,23 @@ async fn hit_path(
     let mut out: Vec<[Vec<LoadResult>; 3]> = vec![Default::default(); 2];
     for _ in 0..opts.reps {
         for (i, f) in fleets.iter().enumerate() {
-            let path = format!("/{}/", f.last);
+            let (host, path) = f.last_request();
             let mut targets = vec![(0, "route", f.addr), (1, "limit", f.limit)];
             targets.extend(f.dynamic_limit.map(|a| (2, "dynamic limit", a)));
             for (k, through, addr) in targets {
-                let r = generator.run(addr, DOMAIN, &path, opts.secs).await?;
+                let r = generator.run(addr, &host, &path, opts.secs).await?;
                 progress!(
-                    "  {} TARTs, {} mode, last TART through the {through}: {:.0} req/s, p50 {}, p99 {}",
+                    "  {} TARTs, {} mode ({} routes), last TART through the {through}: {:.0} req/s, p50 {}, p99 {}",
                     f.n,
                     f.mode.as_str(),
+                    f.routes.as_str(),
                     r.rps,
                     ms(r.p50_ms),
                     ms(r.p99_ms)
                 );
                 if r.requests == 0 || r.non_2xx * 100 > r.requests {
                     return Err(err(format!(
-                        "{} mode, {} TARTs, {path} through the {through}: {} of {} responses were not 2xx/3xx",
+                        "{} mode, {} TARTs, {host}{path} through the {through}: {} of {} responses were not 2xx/3xx",
                         f.mode.as_str(),
                         f.n,
                         r.non_2xx,
@@ -149,47 +172,18 @@ fn section(opts: &Options, runs: &[SizeRun], interval: Duration, trials: usize) 
     s.push_str(&format!(
         "### 5a. Last TART (in dns mode the lookup-cache-hit path), beside the limit\n\nMedians of {} interleaved \
 run(s) of {} s each (config route, config's limit, dns route, dns's limit, dns's dynamic limit, …); each limit is \
-measured in the same Caddy as the route it is compared with.\n\n",
+measured in the same Caddy as the route it is compared with. Path mode (`routes.mode = \"path\"`, the default):\n\n",
         opts.reps, opts.secs
     ));
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            let [[cr, cl, _], [dr, dl, dd]] = &r.hits;
-            vec![
-                int(r.n as f64),
-                format!("`{}`", r.last),
-                int(rps(cr)),
-                int(rps(cl)),
-                ratio(rps(cr), rps(cl)),
-                int(rps(dr)),
-                int(rps(dl)),
-                ratio(rps(dr), rps(dl)),
-                int(rps(dd)),
-                ratio(rps(dd), rps(dl)),
-                ratio(rps(dr), rps(cr)),
-                lat(cr),
-                lat(dr),
-            ]
-        })
-        .collect();
-    s.push_str(&table(
-        &[
-            "TARTs",
-            "TART",
-            "config req/s",
-            "limit (config's Caddy)",
-            "config ÷ limit",
-            "dns req/s",
-            "limit (dns's Caddy)",
-            "dns ÷ limit",
-            "dynamic limit (dns's Caddy)",
-            "dynamic limit ÷ limit",
-            "dns ÷ config",
-            "config p50 / p99",
-            "dns p50 / p99",
-        ],
-        &rows,
+    s.push_str(&hit_table(runs, |r| &r.hits, |r| format!("`/{}/`", r.last)));
+    s.push_str(
+        "\nThe same in host mode (`routes.mode = \"host\"`: the TART at `<name>.tart.test/`, a route of its own in \
+each mode), measured after the path-mode fleets were stopped, against the limits in host mode's Caddies:\n\n",
+    );
+    s.push_str(&hit_table(
+        runs,
+        |r| &r.host_hits,
+        |r| format!("`{}.tart.test/`", r.last),
     ));
     s.push_str(&format!(
         "\n### 5b. Round-robin: each request to the next of up to {} TARTs\n\nThe load generator walks the list \
@@ -268,6 +262,50 @@ other backend, 200, 404), probed every 5 ms, so it includes up to one poll inter
     s
 }
 
+/// Table 5a for one routes mode: `pick` chooses its runs, `at` names the
+/// request.
+fn hit_table(runs: &[SizeRun], pick: fn(&SizeRun) -> &Hits, at: fn(&SizeRun) -> String) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let [[cr, cl, _], [dr, dl, dd]] = pick(r);
+            vec![
+                int(r.n as f64),
+                at(r),
+                int(rps(cr)),
+                int(rps(cl)),
+                ratio(rps(cr), rps(cl)),
+                int(rps(dr)),
+                int(rps(dl)),
+                ratio(rps(dr), rps(dl)),
+                int(rps(dd)),
+                ratio(rps(dd), rps(dl)),
+                ratio(rps(dr), rps(cr)),
+                lat(cr),
+                lat(dr),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TARTs",
+            "request",
+            "config req/s",
+            "limit (config's Caddy)",
+            "config ÷ limit",
+            "dns req/s",
+            "limit (dns's Caddy)",
+            "dns ÷ limit",
+            "dynamic limit (dns's Caddy)",
+            "dynamic limit ÷ limit",
+            "dns ÷ config",
+            "config p50 / p99",
+            "dns p50 / p99",
+        ],
+        &rows,
+    )
+}
+
 /// `median / max` of the visible times, or how many never became visible.
 fn visible(v: &[Change]) -> String {
     let seen: Vec<f64> = v.iter().filter_map(|c| c.visible_ms).collect();
@@ -304,26 +342,31 @@ fn goals(runs: &[SizeRun], report: &mut Report) {
         },
         (!ratios.is_empty()).then(|| ratios.values().all(|v| *v >= 0.9)),
     );
-    // Limit: at 10,000, each mode ≥ 0.9 × its limit.
+    // Limit: at 10,000, each mode ≥ 0.9 × its limit, in each routes mode.
     let big = runs.iter().find(|r| r.n == 10_000);
-    let per_mode = |r: &SizeRun| {
-        Mode::BOTH
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.as_str(), rps(&r.hits[i][0]) / rps(&r.hits[i][1])))
-            .collect::<Vec<_>>()
-    };
-    report.goal(
-        "5. last TART at 10,000 TARTs ≥ 0.9× the limit (a static reverse_proxy in the same Caddy), both modes",
-        big.map_or("needs size 10000".into(), |r| {
-            per_mode(r)
+    let limits: [(&str, Pick); 2] = [("", |r| &r.hits), (" in host mode", |r| &r.host_hits)];
+    for (label, pick) in limits {
+        let per_mode = |r: &SizeRun| {
+            Mode::BOTH
                 .iter()
-                .map(|(m, v)| format!("{m} {v:.2}×"))
+                .enumerate()
+                .map(|(i, m)| (m.as_str(), rps(&pick(r)[i][0]) / rps(&pick(r)[i][1])))
                 .collect::<Vec<_>>()
-                .join(", ")
-        }),
-        big.map(|r| per_mode(r).iter().all(|(_, v)| *v >= 0.9)),
-    );
+        };
+        report.goal(
+            &format!(
+                "5. last TART at 10,000 TARTs ≥ 0.9× the limit (a static reverse_proxy in the same Caddy){label}, both modes"
+            ),
+            big.map_or("needs size 10000".into(), |r| {
+                per_mode(r)
+                    .iter()
+                    .map(|(m, v)| format!("{m} {v:.2}×"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+            big.map(|r| per_mode(r).iter().all(|(_, v)| *v >= 0.9)),
+        );
+    }
     // dns mode: 0 writes for flaps and moves; 1 per name change.
     let mut state_writes = 0;
     let mut name_writes = Vec::new();

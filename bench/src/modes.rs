@@ -12,7 +12,10 @@ use e2e::backend::fleet_ip;
 use e2e::{free_port, temp_dir, Caddy, TempDir};
 
 use crate::daemon::{self, Daemon};
-use crate::setup::{http_client, site_caddy, tart_env, wait_status};
+use e2e::sync::DOMAIN;
+use tart_sync::config::RouteMode;
+
+use crate::setup::{http_client, site_caddy, tart_env, wait_status_at};
 use crate::standin::StandIn;
 use crate::{err, limit, names, Options, Res};
 
@@ -109,6 +112,8 @@ impl CaddyCost {
 pub struct ModeFleet {
     /// Its mode.
     pub mode: Mode,
+    /// `routes.mode`: TARTs at `/<name>/` (path) or at `<name>.<domain>` (host).
+    pub routes: RouteMode,
     /// TARTs.
     pub n: usize,
     /// The nodes' names, in the stand-in's order.
@@ -132,12 +137,13 @@ pub struct ModeFleet {
 }
 
 impl ModeFleet {
-    /// Starts a fleet of `n` TARTs at `ip`:`port` in `mode`, polled every
-    /// `interval`, and waits until the first and last TART answer 200
-    /// through Caddy.
+    /// Starts a fleet of `n` TARTs at `ip`:`port` in `mode` with
+    /// `routes.mode` = `routes`, polled every `interval`, and waits until
+    /// the first and last TART answer 200 through Caddy.
     pub async fn start(
         opts: &Options,
         mode: Mode,
+        routes: RouteMode,
         n: usize,
         port: u16,
         interval: Duration,
@@ -150,10 +156,13 @@ impl ModeFleet {
             .pop()
             .ok_or_else(|| err("an empty fleet"))?;
         let standin = StandIn::start(&names, ip).await?;
-        let mut extra = vec![(
-            "TART_SYNC_HEADSCALE_POLL_INTERVAL",
-            format!("{}ms", interval.as_millis()),
-        )];
+        let mut extra = vec![
+            (
+                "TART_SYNC_HEADSCALE_POLL_INTERVAL",
+                format!("{}ms", interval.as_millis()),
+            ),
+            ("TART_SYNC_ROUTES_MODE", routes.as_str().to_string()),
+        ];
         extra.extend(mode.env());
         let env = tart_env(standin.url(), &caddy.admin, port, &extra);
         let dir = temp_dir("bench-mode");
@@ -172,21 +181,23 @@ impl ModeFleet {
             .await?;
         let http = http_client()?;
         for name in [&names[0], &last] {
-            let path = format!("/{name}/");
+            let (host, path) = request_to(routes, name);
             let limit = Duration::from_secs(30);
-            if wait_status(&http, addr, &path, 200, Instant::now(), limit)
+            if wait_status_at(&http, addr, &host, &path, 200, Instant::now(), limit)
                 .await
                 .is_none()
             {
                 return Err(err(format!(
-                    "{} mode, {n} TARTs: {path} does not answer 200 through Caddy; tart-sync log:\n{}",
+                    "{} mode ({} routes), {n} TARTs: {host}{path} does not answer 200 through Caddy; tart-sync log:\n{}",
                     mode.as_str(),
+                    routes.as_str(),
                     daemon::tail(&daemon.log_text(), 40)
                 )));
             }
         }
         Ok(ModeFleet {
             mode,
+            routes,
             n,
             names,
             last,
@@ -198,6 +209,11 @@ impl ModeFleet {
             daemon,
             _dir: dir,
         })
+    }
+
+    /// `Host` and path of a request to the last TART.
+    pub fn last_request(&self) -> (String, String) {
+        request_to(self.routes, &self.last)
     }
 
     /// Caddy's costs so far.
@@ -217,6 +233,15 @@ impl ModeFleet {
     }
 }
 
+/// `Host` and path of a request to TART `name`'s root: `tart.test` and
+/// `/<name>/` in path mode, `<name>.tart.test` and `/` in host mode.
+pub fn request_to(routes: RouteMode, name: &str) -> (String, String) {
+    match routes {
+        RouteMode::Path => (DOMAIN.to_string(), format!("/{name}/")),
+        RouteMode::Host => (format!("{name}.{DOMAIN}"), "/".to_string()),
+    }
+}
+
 /// The second backend address (for moves).
 pub fn moved_ip() -> Ipv4Addr {
     fleet_ip(1)
@@ -225,6 +250,18 @@ pub fn moved_ip() -> Ipv4Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_to_a_tart_follows_the_routes_mode() {
+        assert_eq!(
+            request_to(RouteMode::Path, "hue"),
+            ("tart.test".into(), "/hue/".into())
+        );
+        assert_eq!(
+            request_to(RouteMode::Host, "hue"),
+            ("hue.tart.test".into(), "/".into())
+        );
+    }
 
     #[test]
     fn reloads_are_counted_from_admin_restarts() {

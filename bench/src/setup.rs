@@ -57,8 +57,21 @@ pub async fn wait_status(
     since: Instant,
     limit: Duration,
 ) -> Option<f64> {
+    wait_status_at(http, addr, DOMAIN, path, want, since, limit).await
+}
+
+/// [`wait_status`] with `Host: <host>`.
+pub async fn wait_status_at(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    want: u16,
+    since: Instant,
+    limit: Duration,
+) -> Option<f64> {
     loop {
-        if get(http, addr, DOMAIN, path).await.map(|r| r.0) == Some(want) {
+        if get(http, addr, host, path).await.map(|r| r.0) == Some(want) {
             return Some(since.elapsed().as_secs_f64() * 1000.0);
         }
         if since.elapsed() > limit {
