@@ -306,6 +306,19 @@ fn hit_table(runs: &[SizeRun], pick: fn(&SizeRun) -> &Hits, at: fn(&SizeRun) -> 
     )
 }
 
+/// The lowest and highest ratio of a route's run to the limit's run next
+/// to it (they alternate): how far single runs spread around the medians.
+fn spread(route: &[LoadResult], limit: &[LoadResult]) -> String {
+    let ratios: Vec<f64> = route
+        .iter()
+        .zip(limit)
+        .filter(|(_, l)| l.rps > 0.0)
+        .map(|(r, l)| r.rps / l.rps)
+        .collect();
+    let lowest = ratios.iter().copied().fold(f64::NAN, f64::min);
+    format!("{lowest:.2}–{:.2}", max(&ratios))
+}
+
 /// `median / max` of the visible times, or how many never became visible.
 fn visible(v: &[Change]) -> String {
     let seen: Vec<f64> = v.iter().filter_map(|c| c.visible_ms).collect();
@@ -360,7 +373,10 @@ fn goals(runs: &[SizeRun], report: &mut Report) {
             big.map_or("needs size 10000".into(), |r| {
                 per_mode(r)
                     .iter()
-                    .map(|(m, v)| format!("{m} {v:.2}×"))
+                    .zip(pick(r))
+                    .map(|((m, v), [route, limit, _])| {
+                        format!("{m} {v:.2}× (single runs {})", spread(route, limit))
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             }),
@@ -398,4 +414,29 @@ fn goals(runs: &[SizeRun], report: &mut Report) {
         format!("writes per name change: {name_writes:?}"),
         (!name_writes.is_empty()).then(|| name_writes.iter().all(|w| *w == 1)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(rates: &[f64]) -> Vec<LoadResult> {
+        rates
+            .iter()
+            .map(|&rps| LoadResult {
+                rps,
+                ..LoadResult::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_spread_pairs_each_route_run_with_the_limit_run_beside_it() {
+        let route = runs(&[90.0, 80.0, 100.0]);
+        let limit = runs(&[100.0, 100.0, 80.0]);
+        assert_eq!(spread(&route, &limit), "0.80–1.25");
+        // A limit run that failed completely is left out, not divided by.
+        let limit = runs(&[100.0, 0.0, 100.0]);
+        assert_eq!(spread(&route, &limit), "0.90–1.00");
+    }
 }
