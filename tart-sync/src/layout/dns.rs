@@ -225,7 +225,7 @@ fn path_route<'a>(
 ) -> OwnedRoute<'a> {
     let ids = Ids::new(&routes.id_prefix);
     let stem = &ids.stem;
-    let name_ph = format!("{{http.regexp.{stem}.1}}");
+    let name_ph = ids.capture(1);
     let zone = dns.zone.trim_end_matches('.');
     let fallback = fallback_map(stable, &ids, &name_ph);
     let vars = json!({
@@ -241,7 +241,7 @@ fn path_route<'a>(
     let restore = set_host(format!("{{http.vars.{}}}", ids.host_var));
     let mut proxy = dynamic_proxy(&name_ph, routes, features, dns);
     proxy["headers"] = forwarded_prefix(&name_ph);
-    let slash = format!("{{http.regexp.{stem}.2}}");
+    let slash = ids.capture(2);
     let subroutes = vec![
         json!({
             "match": [{"host": &hosts, "vars": {slash: ["/"]}}],
@@ -313,7 +313,7 @@ fn host_route<'a>(
 ) -> OwnedRoute<'a> {
     let ids = Ids::new(&routes.id_prefix);
     let stem = &ids.stem;
-    let name_ph = format!("{{http.regexp.{stem}.1}}");
+    let name_ph = ids.capture(1);
     let domain = &routes.domain;
     let vars = json!({
         "@id": ids.rev,

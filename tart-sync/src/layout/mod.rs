@@ -126,6 +126,12 @@ impl Ids {
         format!("{{http.vars.{}}}", self.upstream_var)
     }
 
+    /// Capture `i` of the owned route's matcher regexp (named `<stem>`):
+    /// `{http.regexp.<stem>.<i>}`; capture 1 is always the TART's name.
+    pub fn capture(&self, i: usize) -> String {
+        format!("{{http.regexp.{}.{i}}}", self.stem)
+    }
+
     /// The TART's name as config mode's route reads it: `{http.vars.<stem>_name}`.
     pub fn name_placeholder(&self) -> String {
         format!("{{http.vars.{}}}", self.name_var)
@@ -339,8 +345,8 @@ pub fn route<'a>(
 ) -> OwnedRoute<'a> {
     let ids = Ids::new(&routes.id_prefix);
     let stem = &ids.stem;
-    let name_ph = format!("{{http.regexp.{stem}.1}}");
-    let key_ph = format!("{{http.regexp.{stem}.2}}");
+    let name_ph = ids.capture(1);
+    let key_ph = ids.capture(2);
     let lookup = &ids.lookup_var;
     let var_upstream = &ids.upstream_var;
     let var_name = &ids.name_var;
