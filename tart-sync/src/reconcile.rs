@@ -259,11 +259,7 @@ impl Instance {
     /// that must not be published on this Caddy. Empty when the site is not
     /// there yet.
     pub async fn site_rules(&self, routes: &RouteSettings) -> Result<Vec<(Rule, Why)>, SyncError> {
-        let servers = self
-            .client
-            .config("apps/http/servers")
-            .get::<Option<Value>>()
-            .await?;
+        let servers = self.servers().await?;
         let host = layout::site_host(routes);
         Ok(servers
             .as_ref()
@@ -456,6 +452,15 @@ impl Instance {
         })
     }
 
+    /// Caddy's `apps/http/servers` (`None` when it has no HTTP servers).
+    async fn servers(&self) -> Result<Option<Value>, SyncError> {
+        Ok(self
+            .client
+            .config("apps/http/servers")
+            .get::<Option<Value>>()
+            .await?)
+    }
+
     /// Makes sure the owned route precedes the site it serves. A route
     /// written for another `routes.mode` or `routes.domain` (tart-sync
     /// restarted with new settings while Caddy kept running) sits before the
@@ -464,11 +469,7 @@ impl Instance {
     /// change while tart-sync runs, so this reads `apps/http/servers` once per
     /// process; while the site is missing, it is read again each cycle.
     async fn place(&mut self, ids: &Ids, routes: &RouteSettings) -> Result<(), SyncError> {
-        let servers = self
-            .client
-            .config("apps/http/servers")
-            .get::<Option<Value>>()
-            .await?;
+        let servers = self.servers().await?;
         let site = layout::site_host(routes);
         let owned = servers.as_ref().and_then(|s| owned_position(s, &ids.route));
         let Some(owned) = owned else {
